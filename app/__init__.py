@@ -1,0 +1,1 @@
+"""The `surgseg` command line and the YAML graph runtime on Holoscan."""

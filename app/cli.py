@@ -1,0 +1,45 @@
+"""`surgseg` command line: one sub-command module per area, each registering itself."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from surgseg.engines.errors import InputError
+
+log = logging.getLogger("surgseg")
+
+# Each module defines `register(subparsers)`; handlers import their heavy dependencies lazily.
+COMMAND_MODULES = (
+    "surgseg.app.cmd_graph",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="surgseg", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except InputError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""Read a graph YAML, apply `--set` overrides and validate everything before any operator exists.
+
+Every problem becomes one `InputError` line that names the YAML key (`operators.prior.memory_every: ...`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+
+from surgseg.app.registry import OperatorType, load_plugins, resolve
+from surgseg.engines.errors import InputError
+
+TOP_LEVEL_KEYS = ("name", "device", "scheduler", "operators", "flows", "plugins", "tracking")
+SCHEDULER_TYPES = ("greedy", "event", "multithread")
+DEVICES = ("auto", "cpu", "cuda")
+CONDITION_KEYS = ("count", "period_ms")
+RESERVED_OPERATOR_KEYS = ("type", "conditions")
+
+
+class ExistingPath:
+    """Marker for `Annotated[str, ExistingPath]` config fields: the file or folder must exist when given."""
+
+
+@dataclass(frozen=True)
+class OperatorSpec:
+    name: str
+    type: OperatorType
+    params: Any
+    """The operator's validated Config instance, or a kwargs dict for Holoscan built-ins."""
+    count: int | None = None
+    period_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    source: str
+    source_port: str | None
+    target: str
+    target_port: str | None
+    feedback: bool
+    key: str
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    type: str = "greedy"
+    workers: int = 2
+    stop_on_deadlock_timeout_ms: int = 500
+    max_duration_ms: int | None = None
+
+
+@dataclass
+class GraphSpec:
+    path: Path
+    name: str
+    device: str
+    scheduler: SchedulerSpec
+    operators: dict[str, OperatorSpec]
+    flows: list[FlowSpec]
+    tracking: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def sources(self) -> list[str]:
+        """Operators that no flow feeds (feedback flows excluded)."""
+        fed = {f.target for f in self.flows if not f.feedback}
+        return [name for name in self.operators if name not in fed]
+
+
+def load_graph(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> GraphSpec:
+    """Read, override and validate a graph YAML; raise InputError naming the key at fault."""
+    path = Path(path)
+    raw = read_yaml(path)
+    for item in overrides:
+        apply_override(raw, item)
+    return validate(raw, path)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such graph file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read graph file: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}: not valid YAML{line}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a graph YAML must be a mapping with 'operators' and 'flows', got {type(raw).__name__}")
+    return raw
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `a.b.c=value` override (value parsed as YAML) to keys that exist (or are operator parameters)."""
+    if "=" not in item:
+        raise InputError(f"--set {item}: expected KEY=VALUE")
+    dotted, text = item.split("=", 1)
+    keys = dotted.split(".")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    node: Any = raw
+    for depth, key in enumerate(keys[:-1]):
+        if not isinstance(node, dict) or key not in node:
+            raise InputError(f"--set {dotted}: no key '{'.'.join(keys[:depth + 1])}' in the graph")
+        node = node[key]
+    last = keys[-1]
+    is_operator_param = len(keys) == 3 and keys[0] == "operators"
+    if not isinstance(node, dict) or (last not in node and not is_operator_param):
+        raise InputError(f"--set {dotted}: no key '{dotted}' in the graph")
+    node[last] = value
+
+
+def validate(raw: dict[str, Any], path: Path) -> GraphSpec:
+    _reject_unknown(raw, TOP_LEVEL_KEYS, "")
+    name = raw.get("name", path.stem)
+    device = raw.get("device", "auto")
+    if device not in DEVICES:
+        raise InputError(f"device: expected one of {', '.join(DEVICES)}, got {device!r}")
+    plugins_raw = raw.get("plugins", [])
+    if not isinstance(plugins_raw, list) or not all(isinstance(m, str) for m in plugins_raw):
+        raise InputError("plugins: expected a list of module names")
+    plugins = load_plugins(plugins_raw)
+    operators = _operators(raw.get("operators"), plugins)
+    flows = _flows(raw.get("flows"), operators)
+    _check_every_operator_flows(operators, flows)
+    _check_no_cycle(operators, flows)
+    tracking = raw.get("tracking", False)
+    if not isinstance(tracking, bool):
+        raise InputError(f"tracking: expected true or false, got {tracking!r}")
+    return GraphSpec(path=path, name=str(name), device=device, scheduler=_scheduler(raw.get("scheduler", {})),
+                     operators=operators, flows=flows, tracking=tracking, raw=raw)
+
+
+def _reject_unknown(mapping: dict[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(allowed)})"
+            raise InputError(f"{prefix}{key}: unknown key{hint}")
+
+
+def _scheduler(raw: Any) -> SchedulerSpec:
+    if not isinstance(raw, dict):
+        raise InputError(f"scheduler: expected a mapping like {{type: greedy}}, got {raw!r}")
+    fields = {f.name for f in dataclasses.fields(SchedulerSpec)}
+    _reject_unknown(raw, tuple(fields), "scheduler.")
+    spec = _validate_dataclass(SchedulerSpec, raw, "scheduler")
+    if spec.type not in SCHEDULER_TYPES:
+        raise InputError(f"scheduler.type: expected one of {', '.join(SCHEDULER_TYPES)}, got {spec.type!r}")
+    if spec.workers < 1:
+        raise InputError(f"scheduler.workers: expected at least 1, got {spec.workers}")
+    return spec
+
+
+def _operators(raw: Any, plugins: dict[str, type]) -> dict[str, OperatorSpec]:
+    if not isinstance(raw, dict) or not raw:
+        raise InputError("operators: expected a mapping of operator name → {type: ..., parameters}")
+    specs = {}
+    for name, entry in raw.items():
+        key = f"operators.{name}"
+        if not isinstance(entry, dict):
+            raise InputError(f"{key}: expected a mapping with 'type', got {entry!r}")
+        if "type" not in entry:
+            raise InputError(f"{key}.type: missing (every operator names its type)")
+        op_type = resolve(entry["type"], f"{key}.type", plugins)
+        params = {k: v for k, v in entry.items() if k not in RESERVED_OPERATOR_KEYS}
+        conditions = entry.get("conditions", {}) or {}
+        if not isinstance(conditions, dict):
+            raise InputError(f"{key}.conditions: expected a mapping like {{count: 100}}")
+        _reject_unknown(conditions, CONDITION_KEYS, f"{key}.conditions.")
+        count, period = conditions.get("count"), conditions.get("period_ms")
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
+            raise InputError(f"{key}.conditions.count: expected a whole number ≥ 0, got {count!r}")
+        if period is not None and (not isinstance(period, (int, float)) or isinstance(period, bool) or period <= 0):
+            raise InputError(f"{key}.conditions.period_ms: expected a positive number, got {period!r}")
+        config = params if op_type.builtin else _operator_config(op_type.cls, params, key)
+        specs[name] = OperatorSpec(name=name, type=op_type, params=config, count=count, period_ms=period)
+    return specs
+
+
+def _operator_config(cls: type, params: dict[str, Any], key: str) -> Any:
+    config_cls = cls.Config
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    _reject_unknown_params(params, tuple(fields), key)
+    for name, f in fields.items():
+        if name not in params and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise InputError(f"{key}.{name}: missing required parameter")
+    config = _validate_dataclass(config_cls, params, key)
+    _check_paths(config_cls, config, key)
+    return config
+
+
+def _reject_unknown_params(params: dict[str, Any], allowed: tuple[str, ...], key: str) -> None:
+    for name in params:
+        if name not in allowed:
+            close = difflib.get_close_matches(str(name), allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (parameters: {', '.join(allowed) or 'none'})"
+            raise InputError(f"{key}.{name}: unknown parameter{hint}")
+
+
+def _validate_dataclass(cls: type, values: dict[str, Any], key: str) -> Any:
+    try:
+        return pydantic.TypeAdapter(cls).validate_python(values)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise InputError(f"{key}.{where}: {error['msg'].lower()}, got {error['input']!r}") from None
+
+
+def _check_paths(config_cls: type, config: Any, key: str) -> None:
+    hints = typing.get_type_hints(config_cls, include_extras=True)
+    for name, hint in hints.items():
+        if ExistingPath in getattr(hint, "__metadata__", ()):
+            value = getattr(config, name)
+            if value is not None and not Path(value).exists():
+                raise InputError(f"{key}.{name}: no such file or folder: {value}")
+
+
+def _flows(raw: Any, operators: dict[str, OperatorSpec]) -> list[FlowSpec]:
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise InputError("flows: expected a list of [from, to] pairs")
+    flows = []
+    seen_inputs: dict[tuple[str, str | None], str] = {}
+    for i, item in enumerate(raw):
+        key = f"flows[{i}]"
+        if isinstance(item, list) and len(item) == 2:
+            source, target, feedback = item[0], item[1], False
+        elif isinstance(item, dict) and {"from", "to"} <= set(item) and set(item) <= {"from", "to", "feedback"}:
+            source, target, feedback = item["from"], item["to"], item.get("feedback", False)
+        else:
+            raise InputError(f"{key}: expected [from, to] or {{from: op.port, to: op.port, feedback: bool}}, got {item!r}")
+        if not isinstance(feedback, bool):
+            raise InputError(f"{key}.feedback: expected true or false, got {feedback!r}")
+        src, src_port = _endpoint(source, operators, key, "outputs")
+        dst, dst_port = _endpoint(target, operators, key, "inputs")
+        if feedback and dst_port is not None:
+            allowed = operators[dst].type.cls.feedback_inputs
+            if dst_port not in allowed:
+                raise InputError(f"{key}: input '{dst}.{dst_port}' cannot take feedback "
+                                 f"(feedback inputs: {', '.join(allowed) or 'none'})")
+        if (dst, dst_port) in seen_inputs and dst_port is not None:
+            raise InputError(f"{key}: input '{dst}.{dst_port}' is already fed by {seen_inputs[(dst, dst_port)]}")
+        seen_inputs[(dst, dst_port)] = key
+        flows.append(FlowSpec(src, src_port, dst, dst_port, feedback, key))
+    return flows
+
+
+def _endpoint(value: Any, operators: dict[str, OperatorSpec], key: str, direction: str) -> tuple[str, str | None]:
+    """(operator, port) for 'op' or 'op.port'; the port is inferred when the operator has exactly one."""
+    if not isinstance(value, str):
+        raise InputError(f"{key}: expected 'operator' or 'operator.port', got {value!r}")
+    name, _, port = value.partition(".")
+    if name not in operators:
+        close = difflib.get_close_matches(name, list(operators), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise InputError(f"{key}: unknown operator '{name}'{hint}")
+    op_type = operators[name].type
+    if op_type.builtin:
+        return name, port or None
+    ports = getattr(op_type.cls, direction)
+    if not port:
+        if len(ports) != 1:
+            raise InputError(f"{key}: '{name}' has {len(ports)} {direction} ({', '.join(ports) or 'none'}): "
+                             f"name one as '{name}.<port>'")
+        return name, ports[0]
+    if port not in ports:
+        raise InputError(f"{key}: '{name}' has no {direction[:-1]} port '{port}' ({direction}: {', '.join(ports) or 'none'})")
+    return name, port
+
+
+def _check_every_operator_flows(operators: dict[str, OperatorSpec], flows: list[FlowSpec]) -> None:
+    if len(operators) < 2:
+        return
+    touched = {f.source for f in flows} | {f.target for f in flows}
+    for name in operators:
+        if name not in touched:
+            raise InputError(f"operators.{name}: not connected by any flow")
+
+
+def _check_no_cycle(operators: dict[str, OperatorSpec], flows: list[FlowSpec]) -> None:
+    """Depth-first search over the forward flows; a cycle is an error unless one of its flows is feedback."""
+    edges: dict[str, list[FlowSpec]] = {name: [] for name in operators}
+    for flow in flows:
+        if not flow.feedback:
+            edges[flow.source].append(flow)
+    state: dict[str, int] = {}
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        for flow in edges[node]:
+            if state.get(flow.target) == 1:
+                raise InputError(f"{flow.key}: '{flow.source} → {flow.target}' closes a cycle "
+                                 f"(mark the edge back to an earlier operator as `feedback: true`)")
+            if flow.target not in state:
+                visit(flow.target)
+        state[node] = 2
+
+    for name in operators:
+        if name not in state:
+            visit(name)

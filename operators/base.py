@@ -1,0 +1,84 @@
+"""The base every surgseg operator shares: a dataclass config, named ports, `process()` and per-frame timing.
+
+Messages between our operators are plain dicts passed by reference (zero-copy on CPU and GPU alike):
+named arrays (`frame`, `image`, `prior`, `logits`, `mask`, `overlay`, ...) plus `meta`, a dict with
+`frame_index`, `timestamp_ns` (capture time), optional `letterbox` geometry and `timings_ms` per operator.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from surgseg.operators import holoscan_loader  # noqa: F401  (preloads libcudart before holoscan)
+from holoscan.core import ConditionType, Operator
+
+Message = dict[str, Any]
+
+
+@dataclass
+class NoConfig:
+    """For operators without parameters."""
+
+
+class OperatorFailure(RuntimeError):
+    """An exception raised inside an operator's compute, re-raised with the operator's name."""
+
+
+class SurgsegOperator(Operator):
+    """A Holoscan operator driven by `process(inputs) -> outputs` over dict messages.
+
+    Subclasses declare `Config` (a dataclass: the YAML parameters), `inputs`/`outputs` (port names) and
+    `feedback_inputs` (inputs that may close a loop: they carry no condition and receive None on frame 0).
+    Inputs not connected in the graph are not waited for and arrive as None.
+    """
+
+    Config: ClassVar[type] = NoConfig
+    inputs: ClassVar[tuple[str, ...]] = ()
+    outputs: ClassVar[tuple[str, ...]] = ()
+    feedback_inputs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        fragment: Any,
+        *args: Any,
+        config: Any = None,
+        name: str,
+        connected_inputs: frozenset[str] | None = None,
+        connected_outputs: frozenset[str] | None = None,
+        device: str = "cpu",
+        **kwargs: Any,
+    ) -> None:
+        self.config = config if config is not None else self.Config()
+        self.device = device
+        self.connected_inputs = frozenset(self.inputs) if connected_inputs is None else connected_inputs
+        self.connected_outputs = frozenset(self.outputs) if connected_outputs is None else connected_outputs
+        super().__init__(fragment, *args, name=name, **kwargs)
+
+    def setup(self, spec: Any) -> None:
+        for port in self.inputs:
+            port_spec = spec.input(port)
+            if port in self.feedback_inputs or port not in self.connected_inputs:
+                port_spec.condition(ConditionType.NONE)
+        for port in self.outputs:
+            spec.output(port)
+
+    def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
+        received = {port: op_input.receive(port) if port in self.connected_inputs else None for port in self.inputs}
+        started = time.perf_counter_ns()
+        try:
+            produced = self.process(received)
+        except Exception as exc:
+            raise OperatorFailure(f"operator '{self.name}' ({type(self).__name__}): {type(exc).__name__}: {exc}") from exc
+        elapsed_ms = (time.perf_counter_ns() - started) / 1e6
+        for port, message in (produced or {}).items():
+            if port not in self.connected_outputs:
+                continue
+            if isinstance(message, dict) and "meta" in message:
+                message["meta"].setdefault("timings_ms", {})[self.name] = elapsed_ms
+            op_output.emit(message, port)
+
+    def process(self, inputs: dict[str, Message | None]) -> dict[str, Message] | None:
+        """Turn this frame's input messages into output messages keyed by port name."""
+        raise NotImplementedError
