@@ -14,6 +14,7 @@ log = logging.getLogger("surgseg")
 # Each module defines `register(subparsers)`; handlers import their heavy dependencies lazily.
 COMMAND_MODULES = (
     "surgseg.app.cmd_graph",
+    "surgseg.training.cmd_export",
 )
 
 

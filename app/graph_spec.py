@@ -17,16 +17,13 @@ import yaml
 
 from surgseg.app.registry import OperatorType, load_plugins, resolve
 from surgseg.engines.errors import InputError
+from surgseg.operators.base import ExistingPath
 
 TOP_LEVEL_KEYS = ("name", "device", "scheduler", "operators", "flows", "plugins", "tracking")
 SCHEDULER_TYPES = ("greedy", "event", "multithread")
 DEVICES = ("auto", "cpu", "cuda")
 CONDITION_KEYS = ("count", "period_ms")
 RESERVED_OPERATOR_KEYS = ("type", "conditions")
-
-
-class ExistingPath:
-    """Marker for `Annotated[str, ExistingPath]` config fields: the file or folder must exist when given."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +51,8 @@ class SchedulerSpec:
     type: str = "greedy"
     workers: int = 2
     stop_on_deadlock_timeout_ms: int = 500
+    check_recession_period_ms: float = 0.1
+    """multithread only: longest idle wait of a worker (Holoscan's default of 5 ms costs ~1 ms per hop)."""
     max_duration_ms: int | None = None
 
 

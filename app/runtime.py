@@ -89,6 +89,8 @@ def make_scheduler(app: Application, spec: SchedulerSpec) -> Any:
     extra = {} if spec.max_duration_ms is None else {"max_duration_ms": spec.max_duration_ms}
     if spec.type == "greedy":
         return GreedyScheduler(app, name="scheduler", stop_on_deadlock=True, **extra)
+    if spec.type == "multithread":
+        extra["check_recession_period_ms"] = spec.check_recession_period_ms
     cls = EventBasedScheduler if spec.type == "event" else MultiThreadScheduler
     return cls(app, name="scheduler", worker_thread_number=spec.workers, stop_on_deadlock=True,
                stop_on_deadlock_timeout=spec.stop_on_deadlock_timeout_ms, **extra)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from surgseg.engines.atomic import atomic_path
+from surgseg.engines.metrics import iou
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,7 @@ def mask_iou(reference: np.ndarray, candidate: np.ndarray, num_classes: int) -> 
     """Mean IoU over foreground classes of two HxW id masks; a class absent from both counts as 1."""
     if reference.shape != candidate.shape:
         raise ValueError(f"mask shapes differ: {reference.shape} vs {candidate.shape}")
-    ious = []
-    for cls in range(1, num_classes):
-        ref, cand = reference == cls, candidate == cls
-        union = np.count_nonzero(ref | cand)
-        ious.append(1.0 if union == 0 else np.count_nonzero(ref & cand) / union)
-    return float(np.mean(ious))
+    return float(np.mean([iou(candidate == cls, reference == cls) for cls in range(1, num_classes)]))
 
 
 def accuracy_gate(

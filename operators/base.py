@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from surgseg.operators import holoscan_loader  # noqa: F401  (preloads libcudart before holoscan)
-from holoscan.core import ConditionType, Operator
+from holoscan.core import ConditionType, IOSpec, Operator
 
 Message = dict[str, Any]
+
+
+class ExistingPath:
+    """Marker for `Annotated[str, ExistingPath]` config fields: the graph check refuses a path that does not exist."""
 
 
 @dataclass
@@ -58,9 +62,12 @@ class SurgsegOperator(Operator):
 
     def setup(self, spec: Any) -> None:
         for port in self.inputs:
-            port_spec = spec.input(port)
-            if port in self.feedback_inputs or port not in self.connected_inputs:
-                port_spec.condition(ConditionType.NONE)
+            if port in self.feedback_inputs:
+                spec.input(port, policy=IOSpec.QueuePolicy.POP).condition(ConditionType.NONE)
+            elif port not in self.connected_inputs:
+                spec.input(port).condition(ConditionType.NONE)
+            else:
+                spec.input(port)
         for port in self.outputs:
             spec.output(port)
 

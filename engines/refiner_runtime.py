@@ -1,0 +1,262 @@
+"""One API over the refiner's inference backends: TensorRT, torch (exported program), ONNX Runtime.
+
+`RefinerRuntime(artifact, RuntimeConfig(backend="auto"))` picks the fastest backend present
+(tensorrt > torch on CUDA > onnxruntime on CUDA > onnxruntime on CPU) and logs its choice. `run(image, prior)`
+takes numpy arrays (CPU) or torch/cupy arrays (GPU, exchanged through DLPack, no host copies) of the artefact's
+static shapes and returns logits of the same array kind. The TensorRT backend follows the documented TensorRT 10
+Python API and is unverified until it has run on a GPU with TensorRT's libraries.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from surgseg.engines.device import resolve_device
+from surgseg.engines.errors import InputError
+from surgseg.engines.refiner_artifact import INPUT_NAMES, OUTPUT_NAME, RefinerArtifact
+from surgseg.engines.trt_engine import BuildConfig, build_engine, engine_path, timing_cache_path
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    backend: str = "auto"
+    device: str = "auto"
+    threads: int = 2
+    fp16: bool = True
+    cuda_graph: bool = True
+    precision: str = "fp16"
+    engine: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InputError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.threads < 1:
+            raise InputError(f"threads: must be >= 1, got {self.threads}")
+
+
+class RefinerRuntime:
+    """Runs an exported refiner on the chosen backend; arrays in, logits out."""
+
+    def __init__(self, artifact: RefinerArtifact | str | os.PathLike, config: RuntimeConfig | None = None) -> None:
+        self.artifact = artifact if isinstance(artifact, RefinerArtifact) else RefinerArtifact.load(artifact)
+        self.config = config or RuntimeConfig()
+        self.backend_name, reason = choose_backend(self.config, self.artifact)
+        log.info("refiner backend: %s (%s)", self.backend_name, reason)
+        self._backend = _BACKEND_TYPES[self.backend_name](self.artifact, self.config)
+
+    @property
+    def device(self) -> str:
+        return self._backend.device
+
+    def run(self, image: Any, prior: Any) -> Any:
+        """Logits (1, C, H, W) float32 for image (1, 3, H, W) and prior (1, C-1, H, W), same array kind as image."""
+        kind = array_kind(image)
+        tensors = [_to_torch(array, name) for array, name in zip((image, prior), INPUT_NAMES)]
+        expected = (self.artifact.image_shape(), self.artifact.prior_shape())
+        for tensor, name, shape in zip(tensors, INPUT_NAMES, expected):
+            if tuple(tensor.shape) != shape:
+                raise InputError(f"refiner input '{name}': shape {tuple(tensor.shape)} != artefact's {shape}")
+        return _from_torch(self._backend.run(*tensors), kind)
+
+
+def choose_backend(config: RuntimeConfig, artifact: RefinerArtifact) -> tuple[str, str]:
+    """(backend name, why) for the config; 'auto' takes the fastest one present."""
+    cuda = resolve_device(config.device) == "cuda"
+    if config.backend != "auto":
+        if config.backend == "tensorrt" and not (cuda and _has_module("tensorrt")):
+            raise InputError("backend: 'tensorrt' needs a CUDA device and the tensorrt package")
+        return config.backend, "asked for"
+    if cuda and _has_module("tensorrt"):
+        return "tensorrt", "auto: CUDA device and tensorrt present"
+    if cuda and "torch" in artifact.files:
+        return "torch", "auto: CUDA device, no tensorrt"
+    if cuda and "CUDAExecutionProvider" in _ort_providers():
+        return "onnxruntime", "auto: CUDA device, onnxruntime CUDA provider, no torch program"
+    return "onnxruntime", "auto: CPU" if not cuda else "auto: no faster GPU backend present"
+
+
+def array_kind(array: Any) -> str:
+    """'numpy', 'torch' or 'cupy' (anything else is refused)."""
+    module = type(array).__module__.split(".")[0]
+    if module in ("numpy", "torch", "cupy"):
+        return module
+    raise InputError(f"refiner input: unsupported array type {type(array).__name__} (numpy, torch or cupy)")
+
+
+def _to_torch(array: Any, name: str):
+    import torch
+
+    kind = array_kind(array)
+    tensor = torch.from_numpy(array) if kind == "numpy" else array if kind == "torch" else torch.from_dlpack(array)
+    if not tensor.is_floating_point():
+        raise InputError(f"refiner input '{name}': expected floating point, got {tensor.dtype}")
+    return tensor
+
+
+def _from_torch(tensor, kind: str) -> Any:
+    if kind == "numpy":
+        return tensor.cpu().numpy()
+    if kind == "cupy":
+        import cupy
+
+        return cupy.from_dlpack(tensor)
+    return tensor
+
+
+def _has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def _ort_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return ort.get_available_providers()
+
+
+class _OnnxRuntimeBackend:
+    """ONNX Runtime: CPU provider with `threads` intra-op threads, or CUDA provider with IO binding."""
+
+    def __init__(self, artifact: RefinerArtifact, config: RuntimeConfig) -> None:
+        import onnxruntime as ort
+
+        cuda = resolve_device(config.device) == "cuda" and "CUDAExecutionProvider" in _ort_providers()
+        self.device = "cuda" if cuda else "cpu"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = config.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device == "cuda" else ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(artifact.file("onnx")), options, providers=providers)
+        self.logits_shape = artifact.logits_shape()
+
+    def run(self, image, prior):
+        if self.device == "cpu":
+            feeds = {name: t.detach().cpu().float().contiguous().numpy() for name, t in zip(INPUT_NAMES, (image, prior))}
+            import torch
+
+            return torch.from_numpy(self.session.run([OUTPUT_NAME], feeds)[0])
+        return self._run_bound(image, prior)
+
+    def _run_bound(self, image, prior):
+        """Device buffers bound in place: inputs and output stay on the GPU."""
+        import numpy as np
+        import torch
+
+        inputs = [t.to("cuda", torch.float32).contiguous() for t in (image, prior)]
+        logits = torch.empty(self.logits_shape, device="cuda", dtype=torch.float32)
+        binding = self.session.io_binding()
+        for name, tensor in zip(INPUT_NAMES, inputs):
+            binding.bind_input(name, "cuda", tensor.device.index or 0, np.float32, tuple(tensor.shape), tensor.data_ptr())
+        binding.bind_output(OUTPUT_NAME, "cuda", logits.device.index or 0, np.float32, self.logits_shape, logits.data_ptr())
+        torch.cuda.current_stream().synchronize()
+        self.session.run_with_iobinding(binding)
+        return logits
+
+
+class _TorchBackend:
+    """The exported program (`refiner.pt2`): fp32 on CPU; fp16 and CUDA-graph replay on a GPU."""
+
+    def __init__(self, artifact: RefinerArtifact, config: RuntimeConfig) -> None:
+        import torch
+
+        self.device = resolve_device(config.device)
+        self.dtype = torch.float16 if self.device == "cuda" and config.fp16 else torch.float32
+        module = torch.export.load(str(artifact.file("torch"))).module()
+        self.module = module.to(self.device, self.dtype)
+        self.graph = None
+        if self.device == "cuda" and config.cuda_graph:
+            self._capture(artifact)
+
+    def _capture(self, artifact: RefinerArtifact) -> None:
+        """Record one forward pass into a CUDA graph over static input/output buffers."""
+        import torch
+
+        self.static_inputs = [
+            torch.zeros(shape, device="cuda", dtype=self.dtype) for shape in (artifact.image_shape(), artifact.prior_shape())
+        ]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(3):
+                self.module(*self.static_inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(self.graph):
+            self.static_output = self.module(*self.static_inputs)
+
+    def run(self, image, prior):
+        import torch
+
+        with torch.inference_mode():
+            if self.graph is None:
+                inputs = [t.to(self.device, self.dtype) for t in (image, prior)]
+                return self.module(*inputs).float()
+            for static, tensor in zip(self.static_inputs, (image, prior)):
+                static.copy_(tensor, non_blocking=True)
+            self.graph.replay()
+            return self.static_output.float() if self.dtype != torch.float32 else self.static_output.clone()
+
+
+class _TensorRTBackend:
+    """A serialized TensorRT engine run on its own CUDA stream over torch device buffers (TensorRT 10 API)."""
+
+    def __init__(self, artifact: RefinerArtifact, config: RuntimeConfig) -> None:
+        import tensorrt as trt
+        import torch
+
+        self.device = "cuda"
+        path = Path(config.engine) if config.engine else self._cached_engine(artifact, config.precision)
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise InputError(f"{path}: TensorRT could not deserialize this engine (other GPU or TensorRT version?)")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        if sorted(names) != sorted((*INPUT_NAMES, OUTPUT_NAME)):
+            raise InputError(f"{path}: engine tensors {names} are not {[*INPUT_NAMES, OUTPUT_NAME]}")
+        self.logits_shape = tuple(self.engine.get_tensor_shape(OUTPUT_NAME))
+        self.stream = torch.cuda.Stream()
+
+    @staticmethod
+    def _cached_engine(artifact: RefinerArtifact, precision: str) -> Path:
+        """The engine beside the ONNX for this GPU and TensorRT version, built (FP16) when missing."""
+        import tensorrt as trt
+        import torch
+
+        onnx_path = artifact.file("onnx")
+        gpu = torch.cuda.get_device_name()
+        path = engine_path(onnx_path, gpu, trt.__version__, precision)
+        if path.is_file():
+            return path
+        if precision != "fp16":
+            raise InputError(f"{path}: no {precision} engine for this GPU; build it with `surgseg export --trt --int8`")
+        log.warning("%s missing: building it now (no accuracy gate: `surgseg export --trt` applies one)", path.name)
+        cache = timing_cache_path(onnx_path, gpu, trt.__version__)
+        return build_engine(onnx_path, path, BuildConfig(precision="fp16", timing_cache=cache))
+
+    def run(self, image, prior):
+        import torch
+
+        inputs = [t.to("cuda", torch.float32).contiguous() for t in (image, prior)]
+        logits = torch.empty(self.logits_shape, device="cuda", dtype=torch.float32)
+        for name, tensor in zip((*INPUT_NAMES, OUTPUT_NAME), (*inputs, logits)):
+            self.context.set_tensor_address(name, tensor.data_ptr())
+            tensor.record_stream(self.stream)
+        self.stream.wait_stream(torch.cuda.current_stream())
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        torch.cuda.current_stream().wait_stream(self.stream)
+        return logits
+
+
+_BACKEND_TYPES = {"onnxruntime": _OnnxRuntimeBackend, "torch": _TorchBackend, "tensorrt": _TensorRTBackend}

@@ -1,0 +1,556 @@
+"""Synthetic endoscopy clips with exact ground truth: tissue, one instrument (shaft + tip), smoke, glare, occlusion.
+
+Everything random is drawn once per clip from `seed` (trajectories, textures, event schedule), so `render(t)` is a
+pure function of the config and `t`: frames can be rendered in any order and a clip is identical across runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from surgseg.engines.errors import InputError
+
+Interval = tuple[int, int]
+EVENT_TAGS = ("smoke", "occlusion", "glare", "fast_motion")
+TAGS = (*EVENT_TAGS, "absent")
+TISSUE_RGB = np.array([0.80, 0.38, 0.32], np.float32)
+FAT_RGB = np.array([0.88, 0.70, 0.42], np.float32)
+VESSEL_RGB = np.array([0.42, 0.05, 0.07], np.float32)
+VEIN_RGB = np.array([0.36, 0.14, 0.26], np.float32)
+SMOKE_RGB = np.array([0.86, 0.84, 0.82], np.float32)
+MAX_PIVOT = 0.3
+
+
+@dataclass(frozen=True)
+class SyntheticClipConfig:
+    """A clip: `size` is (width, height); each event field is a tuple of [start, end) frame intervals, None = random."""
+
+    size: tuple[int, int] = (320, 256)
+    frames: int = 48
+    num_classes: int = 3
+    seed: int = 0
+    presence: tuple[Interval, ...] | None = None
+    smoke: tuple[Interval, ...] | None = None
+    occlusion: tuple[Interval, ...] | None = None
+    glare: tuple[Interval, ...] | None = None
+    fast_motion: tuple[Interval, ...] | None = None
+    camera_motion: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.num_classes not in (2, 3):
+            raise InputError(f"synthetic.num_classes: {self.num_classes} (use 2 = instrument, 3 = shaft + tip)")
+        if len(self.size) != 2 or min(self.size) < 32:
+            raise InputError(f"synthetic.size: {self.size} (width, height of at least 32 px)")
+        if self.frames < 1:
+            raise InputError(f"synthetic.frames: {self.frames} (at least 1)")
+        for name in ("presence", *EVENT_TAGS):
+            for interval in getattr(self, name) or ():
+                if len(interval) != 2 or not 0 <= interval[0] < interval[1]:
+                    raise InputError(f"synthetic.{name}: bad interval {interval} (need 0 <= start < end)")
+
+    @property
+    def class_names(self) -> list[str]:
+        return ["background", "instrument"] if self.num_classes == 2 else ["background", "shaft", "tip"]
+
+
+def synthetic_clip(config: SyntheticClipConfig) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+    """Yield (frame HxWx3 uint8 RGB, mask HxW uint8 class ids, tags) for every frame of the clip."""
+    yield from SyntheticClip(config)
+
+
+@dataclass
+class _Instrument:
+    """Per presence interval: where the instrument enters and how it looks."""
+
+    start: int
+    end: int
+    entry_angle: float
+    radius: float
+    shaft_rgb: np.ndarray
+    tip_rgb: np.ndarray
+    work_depth: float
+    phase: np.ndarray = field(default_factory=lambda: np.zeros(4))
+
+
+class SyntheticClip:
+    """Precomputes textures and trajectories once; `render(t)` draws frame t."""
+
+    def __init__(self, config: SyntheticClipConfig) -> None:
+        self.config = config
+        self.width, self.height = int(config.size[0]), int(config.size[1])
+        self.scale = float(min(self.width, self.height))
+        rng = np.random.default_rng(config.seed)
+        self.schedule = _resolve_schedule(config, rng)
+        self.margin = int(0.3 * max(self.width, self.height))
+        self.tissue = _tissue_texture(self.height + 2 * self.margin, self.width + 2 * self.margin, rng)
+        self.smoke_field = _noise(self.height // 6 + 24, self.width // 6 + 24, rng, octaves=(3, 6, 12))
+        self.vignette = _vignette(self.height, self.width, rng)
+        self.noise_bank = [
+            (rng.standard_normal((self.height, self.width, 1)) * 0.012).astype(np.float32) for _ in range(3)
+        ]
+        self.camera = _camera_path(config, self.schedule["fast_motion"], self.scale, rng)
+        self.instruments = [_draw_instrument(s, e, self.scale, rng) for s, e in self.schedule["presence"]]
+        self.occluder_shape = _blob_profile(rng)
+        self.glare_offset = rng.uniform(-0.2, 0.2, 2)
+
+    def __len__(self) -> int:
+        return self.config.frames
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+        for t in range(self.config.frames):
+            yield self.render(t)
+
+    def active(self, name: str, t: int) -> bool:
+        return any(s <= t < e for s, e in self.schedule[name])
+
+    def render(self, t: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Frame t: (RGB uint8 image, uint8 class-id mask, tags)."""
+        fast = self.active("fast_motion", t)
+        image = self._tissue_view(t, fast)
+        mask = np.zeros((self.height, self.width), np.uint8)
+        tip_xy = None
+        instrument = self._instrument_at(t)
+        if instrument is not None:
+            tip_xy = self._draw_instrument(image, mask, instrument, t, fast)
+        occluded = self._draw_occluder(image, mask, t) if self.active("occlusion", t) else 0.0
+        if self.active("smoke", t):
+            self._draw_smoke(image, t)
+        if self.active("glare", t):
+            self._draw_glare(image, t, tip_xy)
+        image *= self.vignette
+        image += self.noise_bank[t % len(self.noise_bank)]
+        frame = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return frame, mask, self._tags(t, mask, occluded)
+
+    def _tags(self, t: int, mask: np.ndarray, occluded: float) -> list[str]:
+        tags = [name for name in ("smoke", "glare", "fast_motion") if self.active(name, t)]
+        if occluded >= 0.05:
+            tags.append("occlusion")
+        if not mask.any():
+            tags.append("absent")
+        return sorted(tags)
+
+    def _tissue_view(self, t: int, fast: bool) -> np.ndarray:
+        cx, cy, angle, zoom = self.camera[t]
+        centre = (self.width / 2 + self.margin + cx, self.height / 2 + self.margin + cy)
+        matrix = cv2.getRotationMatrix2D(centre, math.degrees(angle), zoom)
+        matrix[:, 2] -= np.array(centre) - (self.width / 2, self.height / 2)
+        view = cv2.warpAffine(
+            self.tissue, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+        if fast and t > 0:
+            velocity = self.camera[t, :2] - self.camera[t - 1, :2]
+            view = _motion_blur(view, velocity)
+        image = view[..., :3].copy()
+        image += view[..., 3:4]
+        return image
+
+    def _instrument_at(self, t: int) -> _Instrument | None:
+        for instrument in self.instruments:
+            if instrument.start <= t < instrument.end:
+                return instrument
+        return None
+
+    def _pose(self, inst: _Instrument, t: int) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+        """Entry point, unit axis, tip depth along the axis, jaw opening and roll for frame t."""
+        centre = np.array([self.width / 2, self.height / 2])
+        reach = 0.5 * math.hypot(self.width, self.height) * 1.15
+        entry = centre + reach * np.array([math.cos(inst.entry_angle), math.sin(inst.entry_angle)])
+        local = t - inst.start
+        p = inst.phase
+        pivot = 0.16 * math.sin(0.09 * local + p[0]) + 0.06 * math.sin(0.23 * local + p[1])
+        if self.active("fast_motion", t):
+            pivot += 0.12 * math.sin(1.9 * local + p[2])
+        pivot = float(np.clip(pivot, -MAX_PIVOT, MAX_PIVOT))
+        heading = math.atan2(centre[1] - entry[1], centre[0] - entry[0]) + pivot
+        axis = np.array([math.cos(heading), math.sin(heading)])
+        s_in, s_out = _ray_box(entry, axis, self.width, self.height)
+        chord = max(s_out - s_in, 1.0)
+        work = inst.work_depth * chord * (1.0 + 0.12 * math.sin(0.15 * local + p[3]))
+        shortest = min(4.5 * inst.radius, 0.5 * chord)
+        ramp = 7.0
+        travel = min(1.0, (local + 1) / ramp, (inst.end - t) / ramp)
+        visible = shortest + (max(work, shortest) - shortest) * _smooth(travel)
+        opening = 0.25 + 0.25 * math.sin(0.2 * local + p[1])
+        roll = 0.45 * math.sin(0.07 * local + p[2])
+        return entry, axis, s_in + visible, opening, roll
+
+    def _draw_instrument(
+        self, image: np.ndarray, mask: np.ndarray, inst: _Instrument, t: int, fast: bool
+    ) -> np.ndarray:
+        pose = self._pose(inst, t)
+        s_in, _ = _ray_box(pose.entry, pose.axis, self.width, self.height)
+        widest = inst.radius * (1.0 + 0.5 * (pose.depth - s_in) / self.scale)
+        corners = [pose.entry + s_in * pose.axis, pose.tip + 3.2 * inst.radius * pose.axis]
+        box = _bbox(corners, widest + 0.1 * self.scale, self.width, self.height)
+        rgb, shaft_a, tip_a = _instrument_layer(box, pose, inst, self.scale)
+        if fast and t > inst.start:
+            velocity = pose.tip - self._pose(inst, t - 1).tip
+            rgb, shaft_a, tip_a = (_motion_blur(layer, velocity) for layer in (rgb, shaft_a, tip_a))
+        alpha = np.clip(shaft_a + tip_a, 0.0, 1.0)
+        x0, y0, x1, y1 = box
+        region = image[y0:y1, x0:x1]
+        region *= (1.0 - 0.5 * _shadow(alpha, 0.03 * self.scale) - alpha * 0.5)[..., None]
+        region *= 1.0 - alpha[..., None] * 0.5 / np.maximum(1.0 - alpha[..., None] * 0.5, 1e-3)
+        region += rgb
+        tip_class = 2 if self.config.num_classes == 3 else 1
+        mask[y0:y1, x0:x1] = np.where(alpha >= 0.5, np.where(tip_a >= shaft_a, tip_class, 1), 0).astype(np.uint8)
+        return pose.tip
+
+    def _draw_occluder(self, image: np.ndarray, mask: np.ndarray, t: int) -> float:
+        """A tissue fold sliding across the shaft; returns the fraction of instrument pixels it hides."""
+        start, end = next((s, e) for s, e in self.schedule["occlusion"] if s <= t < e)
+        progress = (t - start + 0.5) / (end - start)
+        inst = self._instrument_at(t)
+        if inst is not None:
+            entry, axis, depth, _, _ = self._pose(inst, t)
+            s_in, _ = _ray_box(entry, axis, self.width, self.height)
+            anchor = entry + (s_in + 0.45 * (depth - s_in)) * axis
+            across = np.array([-axis[1], axis[0]])
+        else:
+            anchor = np.array([self.width * 0.5, self.height * 0.55])
+            across = np.array([1.0, 0.0])
+        size = 0.22 * self.scale * (0.55 + 0.45 * _smooth(min(1.0, 3 * min(progress, 1 - progress) + 0.2)))
+        centre = anchor + across * (progress - 0.5) * 2.4 * size
+        angles = np.linspace(0, 2 * np.pi, len(self.occluder_shape), endpoint=False)
+        outline = centre + size * self.occluder_shape[:, None] * np.stack([1.3 * np.cos(angles), np.sin(angles)], 1)
+        box = _bbox(list(outline), 0.1 * self.scale, self.width, self.height)
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            return 0.0
+        cover = np.zeros((y1 - y0, x1 - x0), np.float32)
+        cv2.fillPoly(cover, [np.round(outline - (x0, y0)).astype(np.int32)], 1.0, cv2.LINE_AA)
+        cover = cv2.GaussianBlur(cover, (0, 0), 1.2)
+        height = cv2.GaussianBlur(cover, (0, 0), max(1.0, size / 3))
+        shift = (2 * self.margin, self.margin // 3)
+        texture = self.tissue[shift[1] + y0 : shift[1] + y1, shift[0] + x0 : shift[0] + x1]
+        rim = np.clip(height * 1.6, 0.0, 1.0)[..., None]
+        fold = texture[..., :3] * (0.25 + 1.0 * rim) * 1.1 + texture[..., 3:4] * rim * 1.5
+        region = image[y0:y1, x0:x1]
+        region *= 1.0 - 0.6 * _shadow(cover, 0.05 * self.scale)[..., None]
+        region *= 1.0 - cover[..., None]
+        region += fold * cover[..., None]
+        hidden = (cover >= 0.5) & (mask[y0:y1, x0:x1] > 0)
+        visible_before = int(np.count_nonzero(mask))
+        mask[y0:y1, x0:x1][hidden] = 0
+        return float(np.count_nonzero(hidden)) / visible_before if visible_before else 0.0
+
+    def _draw_smoke(self, image: np.ndarray, t: int) -> None:
+        start, end = next((s, e) for s, e in self.schedule["smoke"] if s <= t < e)
+        density = 0.55 + 0.35 * math.sin(math.pi * (t - start + 0.5) / (end - start))
+        h, w = self.height // 6 + 1, self.width // 6 + 1
+        oy, ox = (t * 1) % 12, (t * 2) % 12
+        a = self.smoke_field[oy : oy + h, ox : ox + w]
+        b = self.smoke_field[23 - oy : 23 - oy + h, 12 - ox // 2 : 12 - ox // 2 + w]
+        low = np.clip(0.75 * (a + b) - 0.15, 0.0, 1.0) * density
+        cover = cv2.resize(low, (self.width, self.height), interpolation=cv2.INTER_CUBIC)
+        cover = np.clip(cover, 0.0, 0.92)[..., None]
+        image *= 1.0 - cover
+        image += SMOKE_RGB * cover
+
+    def _draw_glare(self, image: np.ndarray, t: int, tip_xy: np.ndarray | None) -> None:
+        centre = tip_xy if tip_xy is not None else np.array([self.width, self.height]) * (0.5 + self.glare_offset)
+        sigma = 0.05 * self.scale
+        x0, y0, x1, y1 = _bbox([centre], 7.0 * sigma, self.width, self.height)
+        if x1 <= x0 or y1 <= y0:
+            return
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        d2 = ((xs - centre[0]) ** 2 + 2.0 * (ys - centre[1]) ** 2) / (2 * sigma**2)
+        bloom = 1.8 * np.exp(-d2) + 0.35 * np.exp(-d2 / 5.0)
+        image[y0:y1, x0:x1] += bloom[..., None]
+
+
+def _resolve_schedule(config: SyntheticClipConfig, rng: np.random.Generator) -> dict[str, tuple[Interval, ...]]:
+    """Given intervals clipped to the clip; random ones (drawn in a fixed order) where the config says None."""
+    frames = config.frames
+    presence = config.presence if config.presence is not None else _random_presence(frames, rng)
+    schedule = {"presence": _clip_intervals(presence, frames)}
+    for name in EVENT_TAGS:
+        given = getattr(config, name)
+        spans = given if given is not None else _random_event(frames, schedule["presence"], name, rng)
+        schedule[name] = _clip_intervals(spans, frames)
+    return schedule
+
+
+def _random_presence(frames: int, rng: np.random.Generator) -> tuple[Interval, ...]:
+    first = int(rng.uniform(0.03, 0.12) * frames)
+    leave = first + max(1, int(rng.uniform(0.35, 0.5) * frames))
+    back = leave + max(1, int(rng.uniform(0.08, 0.15) * frames))
+    return ((first, leave), (back, frames)) if back < frames else ((first, frames),)
+
+
+def _random_event(
+    frames: int, presence: tuple[Interval, ...], name: str, rng: np.random.Generator
+) -> tuple[Interval, ...]:
+    length = max(1, int(rng.uniform(0.1, 0.2) * frames))
+    if name in ("occlusion", "fast_motion") and presence:
+        s, e = presence[int(rng.integers(len(presence)))]
+        start = int(rng.integers(s, max(s + 1, e - length + 1)))
+    else:
+        start = int(rng.integers(0, max(1, frames - length + 1)))
+    return ((start, start + length),)
+
+
+def _clip_intervals(intervals: tuple[Interval, ...], frames: int) -> tuple[Interval, ...]:
+    clipped = ((int(s), min(int(e), frames)) for s, e in intervals)
+    return tuple((s, e) for s, e in clipped if s < e)
+
+
+def _noise(h: int, w: int, rng: np.random.Generator, octaves: tuple[int, ...]) -> np.ndarray:
+    """Smooth value noise in [0, 1]: random grids of `octaves` cells per side, upsampled and summed."""
+    total = np.zeros((h, w), np.float32)
+    weight = 0.0
+    for i, cells in enumerate(octaves):
+        grid = rng.random((max(2, cells * h // max(h, w)) + 1, cells + 1)).astype(np.float32)
+        amplitude = 0.5**i
+        total += amplitude * cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+        weight += amplitude
+    total /= weight
+    lo, hi = float(total.min()), float(total.max())
+    return (total - lo) / max(hi - lo, 1e-6)
+
+
+def _tissue_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """HxWx4 float32: RGB tissue (bump-shaded, vessels, fat) and a specular channel."""
+    scale = max(h, w)
+    bumps = _noise(h, w, rng, octaves=(4, 9, 20, 45))
+    fine = _noise(h, w, rng, octaves=(60, 120))
+    fat = np.clip((_noise(h, w, rng, octaves=(3, 7)) - 0.62) * 4.0, 0.0, 1.0)[..., None]
+    gy, gx = np.gradient(cv2.GaussianBlur(bumps, (0, 0), scale / 300 + 0.5) * scale / 40)
+    shade = np.clip(0.85 + 0.9 * (0.6 * gx - 0.8 * gy), 0.45, 1.3)[..., None]
+    hue = rng.uniform(-0.05, 0.05, 3).astype(np.float32)
+    base = (TISSUE_RGB + hue) * (0.8 + 0.3 * bumps[..., None]) * (0.94 + 0.12 * fine[..., None])
+    rgb = base * (1 - 0.7 * fat) + FAT_RGB * 0.7 * fat
+    arteries, veins = _vessels(h, w, rng)
+    rgb = rgb * (1 - arteries[..., None]) + VESSEL_RGB * arteries[..., None]
+    rgb = rgb * (1 - veins[..., None]) + VEIN_RGB * veins[..., None]
+    rgb *= shade
+    wet = np.clip((bumps - cv2.GaussianBlur(bumps, (0, 0), scale / 120 + 1)) * 16.0 - 0.4, 0.0, 1.0)
+    specular = cv2.GaussianBlur(wet * wet, (0, 0), 0.8) * 1.6
+    return np.dstack([rgb, specular]).astype(np.float32)
+
+
+def _vessels(h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two soft vessel maps in [0, 1] (arteries, veins): branching random walks drawn as tapering polylines."""
+    scale = max(h, w)
+    maps = []
+    for count, darkness in ((int(rng.integers(5, 9)), 0.75), (int(rng.integers(3, 6)), 0.55)):
+        canvas = np.zeros((h, w), np.float32)
+        stack = [
+            (rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0, 2 * np.pi), rng.uniform(0.006, 0.013) * scale)
+            for _ in range(count)
+        ]
+        while stack:
+            x, y, heading, width = stack.pop()
+            for _ in range(int(rng.integers(20, 60))):
+                heading += rng.normal(0, 0.25)
+                step = 0.012 * scale
+                nx, ny = x + step * math.cos(heading), y + step * math.sin(heading)
+                thickness = max(1, int(round(width)))
+                cv2.line(canvas, (int(x), int(y)), (int(nx), int(ny)), darkness, thickness, cv2.LINE_AA)
+                x, y, width = nx, ny, width * 0.985
+                if rng.random() < 0.05 and width > 1.2 and len(stack) < 40:
+                    stack.append((x, y, heading + rng.choice([-1, 1]) * rng.uniform(0.5, 1.1), width * 0.7))
+        maps.append(cv2.GaussianBlur(canvas, (0, 0), 0.6 + scale / 900))
+    return maps[0], maps[1]
+
+
+def _vignette(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """Endoscope light falloff: bright off-centre spot, dark corners; HxWx1 float32."""
+    cy, cx = h * (0.5 + rng.uniform(-0.05, 0.05)), w * (0.5 + rng.uniform(-0.05, 0.05))
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = np.sqrt(((xs - cx) / (0.5 * w)) ** 2 * (w / math.hypot(w, h)) ** 2 * 2 + ((ys - cy) / (0.5 * h)) ** 2 * (
+        h / math.hypot(w, h)
+    ) ** 2 * 2)
+    light = 1.15 - 0.55 * r**2
+    edge = np.clip((1.32 - r) / 0.25, 0.0, 1.0)
+    return (np.clip(light, 0.08, 1.2) * edge**1.5)[..., None].astype(np.float32)
+
+
+def _camera_path(
+    config: SyntheticClipConfig, fast: tuple[Interval, ...], scale: float, rng: np.random.Generator
+) -> np.ndarray:
+    """(frames, 4): texture offset x, y (px), roll (rad), zoom: slow drift plus jolts during fast motion."""
+    t = np.arange(config.frames, dtype=np.float64)
+    amp = 0.1 * scale * config.camera_motion
+    phases = rng.uniform(0, 2 * np.pi, 6)
+    x = amp * (np.sin(0.05 * t + phases[0]) + 0.4 * np.sin(0.13 * t + phases[1]))
+    y = amp * (np.sin(0.04 * t + phases[2]) + 0.4 * np.sin(0.11 * t + phases[3]))
+    roll = 0.05 * config.camera_motion * np.sin(0.03 * t + phases[4])
+    zoom = 1.0 + 0.05 * config.camera_motion * np.sin(0.06 * t + phases[5])
+    jolts = rng.normal(0, 0.05 * scale, (config.frames, 2))
+    for s, e in fast:
+        x[s:e] += np.cumsum(jolts[s:e, 0])
+        y[s:e] += np.cumsum(jolts[s:e, 1])
+        x[e:] += np.sum(jolts[s:e, 0])
+        y[e:] += np.sum(jolts[s:e, 1])
+    return np.stack([x, y, roll, zoom], axis=1)
+
+
+def _draw_instrument(start: int, end: int, scale: float, rng: np.random.Generator) -> _Instrument:
+    """Instrument look and entry side for one presence interval: dark insulated or bare metal shaft."""
+    side = rng.choice([0.0, 0.5, 1.0, 1.5]) * np.pi + rng.uniform(-0.6, 0.6)
+    dark = rng.random() < 0.6
+    shaft = np.array([0.16, 0.16, 0.17]) if dark else np.array([0.55, 0.56, 0.58])
+    return _Instrument(
+        start=start,
+        end=end,
+        entry_angle=float(side),
+        radius=float(rng.uniform(0.045, 0.065) * scale),
+        shaft_rgb=(shaft * rng.uniform(0.9, 1.1)).astype(np.float32),
+        tip_rgb=np.array([0.74, 0.74, 0.77], np.float32) * np.float32(rng.uniform(0.9, 1.05)),
+        work_depth=float(rng.uniform(0.4, 0.65)),
+        phase=rng.uniform(0, 2 * np.pi, 4),
+    )
+
+
+def _blob_profile(rng: np.random.Generator) -> np.ndarray:
+    angles = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    profile = np.ones_like(angles)
+    for k in (2, 3, 5):
+        profile += rng.uniform(0.03, 0.1) * np.cos(k * angles + rng.uniform(0, 2 * np.pi))
+    return profile
+
+
+@dataclass(frozen=True)
+class _Pose:
+    """Instrument pose in frame pixels: entry point, unit axis, tip depth along it, jaw opening, roll."""
+
+    entry: np.ndarray
+    axis: np.ndarray
+    depth: float
+    opening: float
+    roll: float
+
+    @property
+    def tip(self) -> np.ndarray:
+        return self.entry + self.depth * self.axis
+
+
+def _instrument_layer(
+    box: tuple[int, int, int, int], pose: _Pose, inst: _Instrument, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Premultiplied RGB and coverage of shaft and tip (joint + two jaws) over the box, shaded only on the band
+    of pixels near the instrument axis."""
+    x0, y0, x1, y1 = box
+    axis, r, depth = pose.axis, inst.radius, pose.depth
+    xs = np.arange(x0, x1, dtype=np.float32) + 0.5 - np.float32(pose.entry[0])
+    ys = (np.arange(y0, y1, dtype=np.float32) + 0.5 - np.float32(pose.entry[1]))[:, None]
+    along = xs * np.float32(axis[0]) + ys * np.float32(axis[1])
+    across = ys * np.float32(axis[0]) - xs * np.float32(axis[1])
+    reach = max(r * (1.0 + 0.5 * depth / scale), 2.0 * r) + 2.0
+    iy, ix = np.nonzero((np.abs(across) <= reach) & (along <= depth + 3.2 * r))
+    a, c = along[iy, ix], across[iy, ix]
+    radius = r * (1.0 + 0.5 * np.clip(depth - a, 0, None) / scale)
+    body = np.clip(radius - np.abs(c) + 0.5, 0.0, 1.0) * np.clip(depth - a + 0.5, 0.0, 1.0)
+    is_joint = np.clip(a - (depth - 0.9 * r) + 0.5, 0.0, 1.0)
+    diffuse, specular = _metal_shade(c / radius, pose.roll)
+    shaft_rgb = inst.shaft_rgb * diffuse[:, None] + specular[:, None] * 0.55
+    joint_rgb = inst.tip_rgb * 0.8 * diffuse[:, None] + specular[:, None]
+    jaw_a = np.zeros_like(a)
+    jaw_rgb = np.zeros((len(a), 3), np.float32)
+    for side in (1.0, -1.0):
+        cover, rgb = _jaw(a - depth, c - side * 0.3 * r, side * pose.opening / 2, r, pose.roll, inst.tip_rgb)
+        take = cover > jaw_a
+        jaw_rgb[take] = rgb[take]
+        jaw_a = np.maximum(jaw_a, cover)
+    joint_a = body * is_joint
+    tip_a = np.maximum(joint_a, jaw_a)
+    tip_rgb = np.where((jaw_a >= joint_a)[:, None], jaw_rgb, joint_rgb)
+    shaft_a = body * (1.0 - is_joint) * (1.0 - jaw_a)
+    h, w = y1 - y0, x1 - x0
+    out_rgb = np.zeros((h, w, 3), np.float32)
+    out_shaft = np.zeros((h, w), np.float32)
+    out_tip = np.zeros((h, w), np.float32)
+    out_rgb[iy, ix] = shaft_rgb * shaft_a[:, None] + tip_rgb * tip_a[:, None]
+    out_shaft[iy, ix] = shaft_a
+    out_tip[iy, ix] = tip_a
+    return out_rgb, out_shaft, out_tip
+
+
+def _metal_shade(u: np.ndarray, roll: float) -> tuple[np.ndarray, np.ndarray]:
+    """Diffuse and specular terms across a cylinder (u = -1..1 across), the highlight moving with roll."""
+    cosine = np.sqrt(np.clip(1.0 - u * u, 0.0, 1.0))
+    diffuse = 0.35 + 0.75 * cosine
+    specular = np.exp(-(((u - roll) / 0.16) ** 2)) * 0.9 + np.exp(-(((u + 0.55 - roll) / 0.08) ** 2)) * 0.25
+    return diffuse.astype(np.float32), specular.astype(np.float32)
+
+
+def _jaw(
+    along: np.ndarray, across: np.ndarray, turn: float, r: float, roll: float, colour: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One tapered, serrated jaw turned by `turn` (rad) at the origin of the given instrument coordinates:
+    coverage and (unpremultiplied) RGB."""
+    cos, sin = math.cos(turn), math.sin(turn)
+    a = along * cos + across * sin
+    c = across * cos - along * sin
+    length = 2.8 * r
+    t = np.clip(a / length, 0.0, 1.0)
+    half = 0.62 * r * np.sqrt(np.clip(1.0 - t**2.2, 0.0, 1.0)) + 0.05
+    cover = np.clip(half - np.abs(c) + 0.5, 0.0, 1.0) * np.clip(a + 0.5, 0.0, 1.0) * np.clip(length - a + 0.5, 0, 1)
+    diffuse, specular = _metal_shade(c / np.maximum(half, 0.5), roll * 0.8)
+    teeth = 0.8 + 0.2 * np.sin(a * (2 * np.pi / max(0.35 * r, 2.0)))
+    shading = diffuse * np.where(np.sign(c) == -np.sign(turn or 1.0), teeth, 1.0)
+    rgb = colour * shading[:, None] + specular[:, None]
+    return cover.astype(np.float32), rgb.astype(np.float32)
+
+
+def _blur_layer(
+    rgb: np.ndarray, shaft_a: np.ndarray, tip_a: np.ndarray, velocity: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Motion-blur a premultiplied layer along `velocity` (px per frame)."""
+    return _motion_blur(rgb, velocity), _motion_blur(shaft_a, velocity), _motion_blur(tip_a, velocity)
+
+
+def _motion_blur(image: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+    length = int(min(31, round(float(np.hypot(*velocity)))))
+    if length < 2:
+        return image
+    kernel = np.zeros((length, length), np.float32)
+    centre = (length - 1) / 2
+    direction = np.asarray(velocity, np.float64) / float(np.hypot(*velocity))
+    p0 = np.round(centre - direction * centre).astype(int)
+    p1 = np.round(centre + direction * centre).astype(int)
+    cv2.line(kernel, tuple(int(v) for v in p0), tuple(int(v) for v in p1), 1.0, 1)
+    kernel /= kernel.sum()
+    return cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT)
+
+
+def _shadow(alpha: np.ndarray, offset: float) -> np.ndarray:
+    shift = int(round(offset))
+    shadow = np.zeros_like(alpha)
+    shadow[shift:, shift:] = alpha[: alpha.shape[0] - shift, : alpha.shape[1] - shift]
+    return cv2.GaussianBlur(shadow, (0, 0), max(1.0, offset))
+
+
+def _ray_box(origin: np.ndarray, direction: np.ndarray, width: int, height: int) -> tuple[float, float]:
+    """Distances along the ray where it enters and leaves the frame rectangle (slab method)."""
+    near, far = -math.inf, math.inf
+    for o, d, hi in ((origin[0], direction[0], width), (origin[1], direction[1], height)):
+        if abs(d) < 1e-9:
+            continue
+        a, b = (0 - o) / d, (hi - o) / d
+        near, far = max(near, min(a, b)), min(far, max(a, b))
+    if far < near:
+        middle = float(np.hypot(origin[0] - width / 2, origin[1] - height / 2))
+        return middle, middle
+    return max(near, 0.0), far
+
+
+def _bbox(points: list[np.ndarray], pad: float, width: int, height: int) -> tuple[int, int, int, int]:
+    pts = np.asarray(points, np.float64)
+    x0 = int(np.clip(np.floor(pts[:, 0].min() - pad), 0, width))
+    x1 = int(np.clip(np.ceil(pts[:, 0].max() + pad), 0, width))
+    y0 = int(np.clip(np.floor(pts[:, 1].min() - pad), 0, height))
+    y1 = int(np.clip(np.ceil(pts[:, 1].max() + pad), 0, height))
+    return x0, y0, x1, y1
+
+
+def _smooth(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3 - 2 * x)

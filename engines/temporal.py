@@ -1,0 +1,213 @@
+"""Temporal smoothing of the refiner's logits into a clean mask at source resolution.
+
+Per frame: a non-finite guard (NaN/Inf logits → hold the last good mask and flag it), a scene-cut test (grey-level
+histogram distance between consecutive frames; a cut resets the filter), an EMA on logits at model size
+(`ema = α·logits + (1−α)·ema`, so α = 1 turns smoothing off), un-letterboxing of the smoothed logits to the source
+size (bilinear), argmax, then per foreground class hole filling and removal of components under `min_area` source
+pixels. numpy + OpenCV on the CPU; torch on CUDA with cupyx.scipy.ndimage for the component work (no host copy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from surgseg.engines.array_backend import array_kind, is_on_device
+from surgseg.engines.errors import InputError
+from surgseg.engines.letterbox import LetterboxGeometry, unletterbox
+
+HISTOGRAM_BINS = 32
+SIGNATURE_SIDE = 64
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    alpha: float = 0.7
+    """Weight of the current frame's logits in the EMA (1.0 = no smoothing)."""
+    fill_holes: bool = True
+    min_area: int = 64
+    """Foreground components smaller than this many source pixels become background (0 = keep all)."""
+    scene_cut: float = 0.5
+    """Histogram distance (0..1) between consecutive frames above which the filter resets (≥ 1 = never)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha <= 1.0:
+            raise InputError(f"alpha: must be in (0, 1], got {self.alpha}")
+        if self.min_area < 0:
+            raise InputError(f"min_area: must be >= 0, got {self.min_area}")
+        if self.scene_cut <= 0:
+            raise InputError(f"scene_cut: must be > 0, got {self.scene_cut}")
+
+
+@dataclass
+class TemporalResult:
+    mask: Any
+    """H×W uint8 class ids at source resolution (numpy on CPU, torch on CUDA)."""
+    confidence: float
+    """Mean over pixels of the max softmax probability of the smoothed logits (model size)."""
+    scene_cut: bool
+    held: bool
+    """The logits were not finite: `mask` is the last good one."""
+
+
+class TemporalFilter:
+    """Stateful per-stream filter: call `update` once per frame, in order."""
+
+    def __init__(self, config: TemporalConfig | None = None) -> None:
+        self.config = config or TemporalConfig()
+        self._ema: Any = None
+        self._signature: Any = None
+        self._last_mask: Any = None
+
+    def reset(self) -> None:
+        self._ema = None
+
+    def update(self, logits: Any, frame: Any, geometry: LetterboxGeometry | None = None) -> TemporalResult:
+        """Smooth (1, C, h, w) or (C, h, w) `logits`; `frame` (H×W×3) drives the scene-cut test."""
+        logits = logits[0] if logits.ndim == 4 else logits
+        if logits.ndim != 3 or logits.shape[0] < 2:
+            raise InputError(f"logits: expected (C, h, w) with C >= 2, got shape {tuple(logits.shape)}")
+        cut = self._scene_cut(frame)
+        if cut:
+            self.reset()
+        if not _all_finite(logits):
+            return TemporalResult(self._held_mask(logits, frame), 0.0, cut, held=True)
+        alpha = self.config.alpha
+        self._ema = logits if self._ema is None or alpha == 1.0 else alpha * logits + (1.0 - alpha) * self._ema
+        ops = _TorchOps if is_on_device(logits) else _NumpyOps
+        mask = ops.to_source_mask(self._ema, geometry)
+        mask = ops.clean(mask, logits.shape[0], self.config.fill_holes, self.config.min_area)
+        self._last_mask = mask
+        return TemporalResult(mask, ops.confidence(self._ema), cut, held=False)
+
+    def _scene_cut(self, frame: Any) -> bool:
+        signature = scene_signature(frame)
+        previous, self._signature = self._signature, signature
+        if previous is None or self.config.scene_cut >= 1.0:
+            return False
+        return histogram_distance(previous, signature) > self.config.scene_cut
+
+    def _held_mask(self, logits: Any, frame: Any) -> Any:
+        if self._last_mask is not None:
+            return self._last_mask
+        height, width = frame.shape[:2]
+        if array_kind(logits) == "numpy":
+            return np.zeros((height, width), np.uint8)
+        import torch
+
+        return torch.zeros((height, width), dtype=torch.uint8, device=logits.device)
+
+
+def scene_signature(frame: Any) -> np.ndarray:
+    """Normalised grey-level histogram of a subsampled frame (the only value a GPU frame sends to the host)."""
+    step = max(1, max(frame.shape[:2]) // SIGNATURE_SIDE)
+    small = frame[::step, ::step]
+    if array_kind(small) == "numpy":
+        grey = small.astype(np.float32).mean(axis=-1)
+        hist = np.histogram(grey, bins=HISTOGRAM_BINS, range=(0, 256))[0].astype(np.float64)
+    else:
+        import torch
+
+        grey = torch.as_tensor(small).float().mean(dim=-1)
+        hist = torch.histc(grey, bins=HISTOGRAM_BINS, min=0, max=256).double().cpu().numpy()
+    return hist / max(hist.sum(), 1.0)
+
+
+def histogram_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Total-variation distance of two normalised histograms: 0 same, 1 disjoint."""
+    return float(0.5 * np.abs(a - b).sum())
+
+
+def _all_finite(logits: Any) -> bool:
+    if array_kind(logits) == "numpy":
+        return bool(np.isfinite(logits).all())
+    import torch
+
+    return bool(torch.isfinite(logits).all())
+
+
+def fill_class_holes(mask: np.ndarray, class_id: int) -> np.ndarray:
+    """Background pixels enclosed by `class_id` (not reachable from the border) become `class_id`, in place."""
+    outside = np.pad((mask != class_id).astype(np.uint8), 1, constant_values=1)
+    cv2.floodFill(outside, None, (0, 0), 2)
+    holes = (outside[1:-1, 1:-1] == 1) & (mask == 0)
+    mask[holes] = class_id
+    return mask
+
+
+def remove_small_components(mask: np.ndarray, class_id: int, min_area: int) -> np.ndarray:
+    """8-connected components of `class_id` smaller than `min_area` pixels become background, in place."""
+    binary = (mask == class_id).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    small = stats[:, cv2.CC_STAT_AREA] < min_area
+    small[0] = False
+    if small.any():
+        mask[small[labels]] = 0
+    return mask
+
+
+class _NumpyOps:
+    @staticmethod
+    def to_source_mask(logits: np.ndarray, geometry: LetterboxGeometry | None) -> np.ndarray:
+        channels_last = np.ascontiguousarray(np.moveaxis(logits.astype(np.float32, copy=False), 0, -1))
+        if geometry is not None:
+            channels_last = unletterbox(channels_last, geometry, cv2.INTER_LINEAR)
+        return channels_last.argmax(axis=-1).astype(np.uint8)
+
+    @staticmethod
+    def clean(mask: np.ndarray, num_classes: int, fill_holes: bool, min_area: int) -> np.ndarray:
+        for class_id in range(1, num_classes):
+            if fill_holes:
+                fill_class_holes(mask, class_id)
+            if min_area > 0:
+                remove_small_components(mask, class_id, min_area)
+        return mask
+
+    @staticmethod
+    def confidence(logits: np.ndarray) -> float:
+        shifted = logits - logits.max(axis=0, keepdims=True)
+        probs = np.exp(shifted)
+        return float((1.0 / probs.sum(axis=0)).mean())
+
+
+class _TorchOps:
+    """The same steps on CUDA tensors; connected components through cupyx.scipy.ndimage (DLPack, no copy)."""
+
+    @staticmethod
+    def to_source_mask(logits: Any, geometry: LetterboxGeometry | None) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        if geometry is not None:
+            g = geometry
+            crop = logits[:, g.top : g.top + g.resized_h, g.left : g.left + g.resized_w]
+            logits = F.interpolate(crop[None].float(), size=(g.source_h, g.source_w), mode="bilinear",
+                                   align_corners=False)[0]
+        return logits.argmax(dim=0).to(torch.uint8)
+
+    @staticmethod
+    def clean(mask: Any, num_classes: int, fill_holes: bool, min_area: int) -> Any:
+        import cupy
+        import torch
+        from cupyx.scipy import ndimage
+
+        view = cupy.from_dlpack(mask)
+        eight = cupy.ones((3, 3), dtype=bool)
+        for class_id in range(1, num_classes):
+            if fill_holes:
+                holes = ndimage.binary_fill_holes(view == class_id) & (view == 0)
+                view[holes] = class_id
+            if min_area > 0:
+                labels, _ = ndimage.label(view == class_id, structure=eight)
+                areas = cupy.bincount(labels.ravel())
+                small = areas < min_area
+                small[0] = False
+                view[small[labels]] = 0
+        return torch.from_dlpack(view)
+
+    @staticmethod
+    def confidence(logits: Any) -> float:
+        return float(logits.float().softmax(dim=0).amax(dim=0).mean())

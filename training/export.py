@@ -1,0 +1,328 @@
+"""Export a trained refiner to the runtime artefact: ONNX (static H×W, opset ≥ 17) + exported torch program +
+`refiner.json`, checked against torch on validation inputs; optionally a TensorRT engine behind an accuracy gate.
+
+Everything is staged in a hidden folder inside `out/` and moved into place only once every check has passed, so a
+failed export leaves the previous artefact untouched; `refiner.json` is moved last.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from surgseg.engines.atomic import atomic_path
+from surgseg.engines.errors import InputError
+from surgseg.engines.letterbox import letterbox
+from surgseg.engines.refiner_artifact import (
+    INPUT_NAMES,
+    METADATA_NAME,
+    OUTPUT_NAME,
+    RefinerArtifact,
+    sha256_file,
+)
+from surgseg.engines.refiner_runtime import RefinerRuntime, RuntimeConfig
+from surgseg.engines.trt_engine import (
+    BuildConfig,
+    accuracy_gate,
+    build_engine,
+    engine_path,
+    require_gate,
+    timing_cache_path,
+)
+from surgseg.training.prior_simulator import simulate_prior
+
+log = logging.getLogger(__name__)
+
+ONNX_NAME = "refiner.onnx"
+PROGRAM_NAME = "refiner.pt2"
+MIN_OPSET = 17
+CHECKPOINT_KEYS = ("classes", "input_size", "normalisation", "prior_encoding", "data_fingerprint", "val_metrics")
+
+
+class ExportCheckError(RuntimeError):
+    """An exported model disagrees with the torch model beyond the tolerance: nothing is written."""
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: Path
+    out: Path
+    index: Path | None = None
+    val_frames: int = 8
+    opset: int = MIN_OPSET
+    tolerance: float = 1e-3
+    seed: int = 0
+    trt: bool = False
+    int8: bool = False
+    calib_frames: int = 200
+    min_iou: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.opset < MIN_OPSET:
+            raise InputError(f"--opset: {self.opset} < {MIN_OPSET}")
+        if self.val_frames < 1 or self.calib_frames < 1:
+            raise InputError("--val-frames and --calib-frames must be >= 1")
+        if self.int8 and not self.trt:
+            raise InputError("--int8: needs --trt")
+        if self.int8 and self.index is None:
+            raise InputError("--int8: needs --index (calibration frames are drawn from it)")
+
+
+@dataclass
+class ExportReport:
+    folder: Path
+    files: dict[str, Path]
+    inputs_source: str
+    frames: int
+    max_abs_diff: dict[str, float]
+    tolerance: float
+    engine: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ValidationInputs:
+    """(image, prior) pairs of batch 1 and a sentence saying where they came from."""
+
+    pairs: list[tuple[np.ndarray, np.ndarray]]
+    source: str
+
+
+def export_refiner(config: ExportConfig) -> ExportReport:
+    """Load the checkpoint, export it to `config.out`, check it, and build a TensorRT engine when asked."""
+    from surgseg.training.refiner_net import load_refiner
+
+    model, meta = load_refiner(config.checkpoint)
+    artifact = artifact_from_checkpoint(meta, config.checkpoint, config.out)
+    if config.index is not None:
+        inputs = inputs_from_index(config.index, artifact, config.val_frames, ("val",), config.seed)
+    else:
+        inputs = synthetic_inputs(artifact, config.val_frames, config.seed)
+    report = export_model(model, artifact, inputs, opset=config.opset, tolerance=config.tolerance)
+    if config.trt:
+        calibration = None
+        if config.int8:
+            calibration = inputs_from_index(config.index, artifact, config.calib_frames, ("train",), config.seed)
+        report.engine = build_checked_engine(artifact, inputs, "int8" if config.int8 else "fp16", calibration,
+                                             config.min_iou)
+    return report
+
+
+def artifact_from_checkpoint(meta: dict[str, Any], checkpoint: Path, out: Path) -> RefinerArtifact:
+    """The artefact description (files still to be written) from a checkpoint's metadata."""
+    missing = [key for key in CHECKPOINT_KEYS if key not in meta]
+    if missing:
+        raise InputError(f"{checkpoint}: checkpoint key '{missing[0]}' missing")
+    payload = {
+        "schema_version": 1,
+        **{key: meta[key] for key in CHECKPOINT_KEYS},
+        "input_size": list(meta["input_size"]),
+        "channel_order": "RGB",
+        "exporter": exporter_versions(),
+        "files": {"onnx": {"name": ONNX_NAME, "sha256": "pending"}},
+        "source_checkpoint": {"name": Path(checkpoint).name, "sha256": sha256_file(checkpoint)},
+        "refiner_config": meta.get("refiner_config"),
+    }
+    return RefinerArtifact.from_json(payload, Path(out) / METADATA_NAME)
+
+
+def exporter_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    return {
+        "surgseg": md.version("surgseg"),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def export_model(
+    model: nn.Module, artifact: RefinerArtifact, inputs: ValidationInputs, opset: int = MIN_OPSET,
+    tolerance: float = 1e-3,
+) -> ExportReport:
+    """Write ONNX + torch program + refiner.json into `artifact.folder` after checking both against `model`."""
+    model = model.eval()
+    example = tuple(torch.zeros(shape) for shape in (artifact.image_shape(), artifact.prior_shape()))
+    folder = artifact.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".export-"))
+    try:
+        write_onnx(model, example, staging / ONNX_NAME, opset)
+        write_program(model, example, staging / PROGRAM_NAME)
+        staged = _with_files(artifact, staging, opset)
+        staged.save()
+        diffs = compare_backends(model, staged, inputs)
+        report_line = ", ".join(f"{name} {value:.2e}" for name, value in diffs.items())
+        log.info("max abs logit diff vs torch on %d inputs (%s): %s", len(inputs.pairs), inputs.source, report_line)
+        worst = max(diffs, key=diffs.get)
+        if diffs[worst] > tolerance:
+            raise ExportCheckError(
+                f"{worst} differs from torch by {diffs[worst]:.3e} > tolerance {tolerance:.1e} on {inputs.source}; "
+                f"nothing written to {folder}"
+            )
+        check = {"inputs": inputs.source, "max_abs_logit_diff": diffs, "tolerance": tolerance}
+        replace(staged, extra={**staged.extra, "export_check": check}).save()
+        for name in (ONNX_NAME, PROGRAM_NAME, METADATA_NAME):
+            os.replace(staging / name, folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    files = {"onnx": folder / ONNX_NAME, "torch": folder / PROGRAM_NAME, "metadata": folder / METADATA_NAME}
+    return ExportReport(folder, files, inputs.source, len(inputs.pairs), diffs, tolerance)
+
+
+def write_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
+    """TorchScript-based ONNX export with static shapes, then `onnx.checker` (full check, shapes inferred)."""
+    import onnx
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        torch.onnx.export(
+            model, example, str(path), dynamo=False, opset_version=opset,
+            input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME], do_constant_folding=True,
+        )
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def write_program(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> None:
+    """`torch.export` program (weights included) for the runtime's torch backend."""
+    with torch.no_grad():
+        program = torch.export.export(model, example)
+    torch.export.save(program, str(path))
+
+
+def _with_files(artifact: RefinerArtifact, folder: Path, opset: int) -> RefinerArtifact:
+    payload = artifact.to_json()
+    payload["files"] = {
+        kind: {"name": name, "sha256": sha256_file(folder / name)} for kind, name in (("onnx", ONNX_NAME), ("torch", PROGRAM_NAME))
+    }
+    payload["opset"] = opset
+    return RefinerArtifact.from_json(json.loads(json.dumps(payload)), folder / METADATA_NAME)
+
+
+def compare_backends(model: nn.Module, artifact: RefinerArtifact, inputs: ValidationInputs) -> dict[str, float]:
+    """Max abs logit difference vs the torch model, per runtime backend (ONNX Runtime and exported program, CPU)."""
+    runtimes = {
+        name: RefinerRuntime(artifact, RuntimeConfig(backend=name, device="cpu"))
+        for name in ("onnxruntime", "torch")
+    }
+    diffs = dict.fromkeys(runtimes, 0.0)
+    with torch.no_grad():
+        for image, prior in inputs.pairs:
+            expected = model(torch.from_numpy(image), torch.from_numpy(prior)).numpy()
+            for name, runtime in runtimes.items():
+                diffs[name] = max(diffs[name], float(np.abs(runtime.run(image, prior) - expected).max()))
+    return diffs
+
+
+def build_checked_engine(
+    artifact: RefinerArtifact, inputs: ValidationInputs, precision: str,
+    calibration: ValidationInputs | None = None, min_iou: float | None = None,
+) -> dict[str, Any]:
+    """Build (or rebuild) the TensorRT engine beside the ONNX; keep it only if it passes the accuracy gate."""
+    import importlib.util
+
+    if not torch.cuda.is_available() or importlib.util.find_spec("tensorrt") is None:
+        raise InputError("--trt: needs a CUDA GPU and the tensorrt package (TensorRT's libraries)")
+    import tensorrt as trt
+
+    onnx_path, gpu = artifact.file("onnx"), torch.cuda.get_device_name()
+    final = engine_path(onnx_path, gpu, trt.__version__, precision)
+    build = BuildConfig(precision=precision, timing_cache=timing_cache_path(onnx_path, gpu, trt.__version__))
+    with atomic_path(final) as staged:
+        build_engine(onnx_path, staged, build, calibration.pairs if calibration else None,
+                     final.with_suffix(".calib"))
+        reference = RefinerRuntime(artifact, RuntimeConfig(backend="onnxruntime", device="cpu"))
+        candidate = RefinerRuntime(artifact, RuntimeConfig(backend="tensorrt", engine=str(staged), precision=precision))
+        result = accuracy_gate(
+            [reference.run(*pair) for pair in inputs.pairs], [candidate.run(*pair) for pair in inputs.pairs],
+            precision, min_iou,
+        )
+        require_gate(result)
+    return {"path": final, "precision": precision, "mean_iou": result.mean_iou, "min_iou": result.min_iou,
+            "calibration": calibration.source if calibration else None}
+
+
+def synthetic_inputs(artifact: RefinerArtifact, count: int, seed: int) -> ValidationInputs:
+    """Seeded random images (normalised) and priors (logits) at the artefact's input size."""
+    rng = np.random.default_rng(seed)
+    pairs = [
+        (rng.standard_normal(artifact.image_shape(), dtype=np.float32),
+         (4 * rng.standard_normal(artifact.prior_shape(), dtype=np.float32)))
+        for _ in range(count)
+    ]
+    h, w = artifact.input_size
+    return ValidationInputs(pairs, f"synthetic: {count} seeded random inputs at {h}x{w} (no --index given)")
+
+
+def inputs_from_index(
+    index: Path, artifact: RefinerArtifact, count: int, splits: tuple[str, ...], seed: int
+) -> ValidationInputs:
+    """`count` frames drawn (seeded) from the index rows of `splits` (all rows if none is marked), letterboxed and
+    normalised, each with a simulated SAM 2-like prior made from its ground-truth mask."""
+    rows = read_index(index)
+    chosen = [row for row in rows if row.get("split") in splits] or rows
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(chosen), size=min(count, len(chosen)), replace=False)
+    pairs = [frame_inputs(chosen[i], index.parent, artifact, rng) for i in sorted(picks)]
+    which = "/".join(splits) if chosen is not rows else "all"
+    return ValidationInputs(pairs, f"index: {len(pairs)} frames ({which}) of {index}, simulated priors")
+
+
+def read_index(index: Path) -> list[dict[str, Any]]:
+    try:
+        lines = index.read_text().splitlines()
+    except OSError as exc:
+        raise InputError(f"{index}: cannot read the index ({exc.strerror})") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise InputError(f"{index}:{number}: not a JSON line") from None
+        if not isinstance(row, dict) or "image_path" not in row or "mask_path" not in row:
+            raise InputError(f"{index}:{number}: row needs image_path and mask_path")
+        rows.append(row)
+    if not rows:
+        raise InputError(f"{index}: no rows")
+    return rows
+
+
+def frame_inputs(
+    row: dict[str, Any], root: Path, artifact: RefinerArtifact, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(image (1,3,H,W) normalised, prior (1,C-1,H,W)) for one index row."""
+    image_path, mask_path = (_resolve(row[key], root) for key in ("image_path", "mask_path"))
+    bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+    if bgr is None or mask is None:
+        raise InputError(f"{image_path if bgr is None else mask_path}: unreadable image")
+    image, _ = letterbox(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), artifact.input_size)
+    mask, _ = letterbox(mask, artifact.input_size, interpolation=cv2.INTER_NEAREST)
+    normalised = (image.astype(np.float32) / 255.0 - np.float32(artifact.mean)) / np.float32(artifact.std)
+    prior = simulate_prior(mask, artifact.num_classes, rng)
+    if artifact.prior_encoding == "probabilities":
+        prior = 1.0 / (1.0 + np.exp(-prior))
+    return (np.ascontiguousarray(normalised.transpose(2, 0, 1)[None], dtype=np.float32),
+            np.ascontiguousarray(prior[None], dtype=np.float32))
+
+
+def _resolve(path: str, root: Path) -> Path:
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() or candidate.exists() else root / candidate

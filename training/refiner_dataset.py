@@ -1,0 +1,192 @@
+"""(image, prior, mask) triplets for refiner training, from a JSONL dataset index.
+
+Index rows are JSON objects with at least `image_path`, `mask_path`, `split`; `video_id` groups frames of one video
+(rows of a video are taken in file order). Relative paths are relative to the index file's folder. Masks are H×W
+class ids; for a binary task a {0, 255} mask is read as {0, 1}. Priors come from `<prior_dir>/<image stem>.npy`
+((num_classes-1, h, w) logits, float16 or float32, resized to the image when h×w differs) or are simulated from the
+mask: fresh for every epoch in training, fixed per sample in validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from surgseg.engines.errors import InputError
+from surgseg.training.augment import TripletTransform
+from surgseg.training.prior_simulator import PriorSimSettings, simulate_prior
+
+
+@dataclass(frozen=True)
+class Sample:
+    image_path: Path
+    mask_path: Path
+    split: str
+    video_id: str
+
+    @property
+    def stem(self) -> str:
+        return self.image_path.stem
+
+
+def read_samples(index_path: str | Path) -> list[Sample]:
+    """All rows of a JSONL index as samples (paths resolved against the index's folder)."""
+    index_path = Path(index_path)
+    if not index_path.is_file():
+        raise InputError(f"{index_path}: dataset index not found")
+    samples = []
+    for lineno, line in enumerate(index_path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            image, mask, split = row["image_path"], row["mask_path"], row["split"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InputError(f"{index_path}:{lineno}: bad index row ({exc})") from exc
+        video = str(row.get("video_id", Path(image).parent.name))
+        samples.append(Sample(index_path.parent / image, index_path.parent / mask, str(split), video))
+    return samples
+
+
+def read_image(path: Path) -> np.ndarray:
+    """H×W×3 uint8 RGB."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"{path}: cannot read image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: Path, num_classes: int) -> np.ndarray:
+    """H×W uint8 class ids in [0, num_classes); a binary {0, 255} mask becomes {0, 1}."""
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise InputError(f"{path}: cannot read mask")
+    if mask.ndim != 2 or mask.dtype != np.uint8:
+        raise InputError(f"{path}: mask must be single-channel 8-bit class ids, got {mask.dtype} {mask.shape}")
+    if num_classes == 2 and mask.max() > 1:
+        return (mask > 127).astype(np.uint8)
+    if int(mask.max()) >= num_classes:
+        raise InputError(f"{path}: mask holds class {int(mask.max())} but there are {num_classes} classes")
+    return mask
+
+
+def read_prior(path: Path, num_classes: int, size_hw: tuple[int, int]) -> np.ndarray:
+    """(num_classes-1, H, W) float32 logits from a .npy file, resized bilinearly to `size_hw` when needed."""
+    if not path.is_file():
+        raise InputError(f"{path}: prior file missing")
+    prior = np.load(path).astype(np.float32)
+    if prior.ndim != 3 or prior.shape[0] != num_classes - 1:
+        raise InputError(f"{path}: prior must be ({num_classes - 1}, h, w), got {prior.shape}")
+    if prior.shape[1:] != tuple(size_hw):
+        resized = cv2.resize(prior.transpose(1, 2, 0), (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LINEAR)
+        prior = resized.reshape(*size_hw, -1).transpose(2, 0, 1)
+    return np.ascontiguousarray(prior)
+
+
+def data_fingerprint(samples: list[Sample]) -> str:
+    """Short hash of the training files (names and sizes), stored with the checkpoint."""
+    digest = hashlib.sha256()
+    for s in sorted(samples, key=lambda s: str(s.image_path)):
+        for path in (s.image_path, s.mask_path):
+            digest.update(f"{path.name}:{path.stat().st_size};".encode())
+    return digest.hexdigest()[:16]
+
+
+class RefinerDataset(torch.utils.data.Dataset):
+    """Loads, priors and transforms one sample (optionally paired with the next frame of its video)."""
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        num_classes: int,
+        transform: TripletTransform,
+        *,
+        prior_dir: str | Path | None = None,
+        prior_settings: PriorSimSettings | None = None,
+        fresh_priors: bool = True,
+        pair_next: bool = False,
+        cache: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if not samples:
+            raise InputError("dataset: no samples for this split")
+        self.samples = samples
+        self.num_classes = num_classes
+        self.transform = transform
+        self.prior_dir = Path(prior_dir) if prior_dir else None
+        self.prior_settings = prior_settings or PriorSimSettings()
+        self.fresh_priors = fresh_priors
+        self.pair_next = pair_next
+        self.seed = seed
+        self.epoch = 0
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
+        self._next = self._next_in_video()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training priors and augmentations are drawn afresh each epoch (reproducibly)."""
+        self.epoch = epoch
+
+    def _next_in_video(self) -> list[int]:
+        nxt = list(range(len(self.samples)))
+        last_of_video: dict[str, int] = {}
+        for i in reversed(range(len(self.samples))):
+            video = self.samples[i].video_id
+            if video in last_of_video:
+                nxt[i] = last_of_video[video]
+            last_of_video[video] = i
+        return nxt
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Source-resolution (image, mask) of sample i."""
+        if self._cache is not None and i in self._cache:
+            return self._cache[i]
+        s = self.samples[i]
+        image, mask = read_image(s.image_path), read_mask(s.mask_path, self.num_classes)
+        if image.shape[:2] != mask.shape:
+            raise InputError(f"{s.mask_path}: mask {mask.shape} does not match image {image.shape[:2]}")
+        if self._cache is not None:
+            self._cache[i] = (image, mask)
+        return image, mask
+
+    def prior(self, i: int, mask: np.ndarray) -> np.ndarray:
+        """Source-resolution prior logits of sample i (from file, or simulated)."""
+        if self.prior_dir is not None:
+            return read_prior(self.prior_dir / f"{self.samples[i].stem}.npy", self.num_classes, mask.shape)
+        key = [self.seed, self.epoch, i] if self.fresh_priors else [self.seed, i]
+        return simulate_prior(mask, self.num_classes, np.random.default_rng(key), self.prior_settings)
+
+    def _item(self, i: int, aug_seed: int) -> dict[str, torch.Tensor]:
+        image, mask = self.load(i)
+        image_t, prior_t, mask_t = self.transform(image, self.prior(i, mask), mask, np.random.default_rng(aug_seed))
+        return {"image": torch.from_numpy(image_t), "prior": torch.from_numpy(prior_t),
+                "mask": torch.from_numpy(mask_t.astype(np.int64))}
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        aug_seed = int(np.random.default_rng([self.seed, self.epoch, i, 1]).integers(2**31))
+        item = self._item(i, aug_seed)
+        if self.pair_next:  # same augmentation seed → same spatial transform for the neighbouring frame
+            item["next"] = self._item(self._next[i], aug_seed)
+        return item
+
+    def class_presence(self) -> np.ndarray:
+        """(N, num_classes) bool: which classes each sample's mask contains."""
+        return np.stack([np.bincount(self.load(i)[1].ravel(), minlength=self.num_classes)[: self.num_classes] > 0
+                         for i in range(len(self))])
+
+
+def oversampling_weights(presence: np.ndarray, cap: float = 10.0) -> np.ndarray:
+    """Per-sample weight max over its classes of 1/frequency (capped), so rare classes are seen more often."""
+    frequency = presence.mean(axis=0)
+    inverse = np.where(frequency > 0, 1.0 / np.maximum(frequency, 1e-9), 0.0)
+    weights = np.minimum((presence * inverse).max(axis=1), cap)
+    return weights / weights.sum()
