@@ -14,7 +14,12 @@ log = logging.getLogger("surgseg")
 # Each module defines `register(subparsers)`; handlers import their heavy dependencies lazily.
 COMMAND_MODULES = (
     "surgseg.app.cmd_graph",
+    "surgseg.app.cmd_demo",
+    "surgseg.app.cmd_weights",
+    "surgseg.training.cmd_priors",
     "surgseg.training.cmd_export",
+    "surgseg.training.cmd_data",
+    "surgseg.training.cmd_train",
 )
 
 

@@ -20,6 +20,11 @@ OPERATORS: dict[str, str] = {
     "TestPatternSource": "surgseg.operators.test_pattern_source:TestPatternSource",
     "PassThrough": "surgseg.operators.pass_through:PassThrough",
     "FrameCounterSink": "surgseg.operators.frame_counter_sink:FrameCounterSink",
+    "Preproc": "surgseg.operators.preproc:Preproc",
+    "SAM2Prior": "surgseg.operators.sam2_prior:SAM2Prior",
+    "Refiner": "surgseg.operators.refiner:Refiner",
+    "TemporalEMA": "surgseg.operators.temporal_ema:TemporalEMA",
+    "Overlay": "surgseg.operators.overlay:Overlay",
 }
 
 HOLOSCAN_BUILTINS = (

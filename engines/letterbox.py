@@ -60,7 +60,10 @@ def letterbox(
     pad_value: float = 0,
     interpolation: int = cv2.INTER_LINEAR,
 ) -> tuple[np.ndarray, LetterboxGeometry]:
-    """Fit `image` into `size` = (H, W) keeping aspect; return (H×W[×C] array, geometry). Use INTER_NEAREST for masks."""
+    """Fit `image` into `size` = (H, W) keeping aspect; return (H×W[×C] array, geometry).
+
+    For masks use INTER_NEAREST_EXACT: cv2's INTER_NEAREST samples off-centre and shifts the mask by half a pixel.
+    """
     if image.ndim not in (2, 3):
         raise InputError(f"letterbox: expected H×W or H×W×C array, got shape {image.shape}")
     geom = letterbox_geometry(image.shape[:2], size)

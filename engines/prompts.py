@@ -7,6 +7,7 @@ Coordinates are pixels of the mask they came from: a point is `(x, y)` = (column
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,21 +34,12 @@ class Prompt:
     area: int = 0
 
     def scaled(self, sx: float, sy: float) -> "Prompt":
-        """The same prompt in an image scaled by (sx, sy) (continuous pixel-centre mapping, rounded)."""
-
-        def fx(x: float) -> int:
-            return int(round((x + 0.5) * sx - 0.5))
-
-        def fy(y: float) -> int:
-            return int(round((y + 0.5) * sy - 0.5))
-
+        """The same prompt in an image scaled by (sx, sy): boxes cover the scaled pixels, points keep their centres."""
         x0, y0, x1, y1 = self.box
-        return Prompt(
-            box=(fx(x0), fy(y0), fx(x1), fy(y1)),
-            points=tuple((fx(x), fy(y)) for x, y in self.points),
-            labels=self.labels,
-            area=int(round(self.area * sx * sy)),
-        )
+        box = (math.floor(x0 * sx), math.floor(y0 * sy), math.ceil((x1 + 1) * sx) - 1, math.ceil((y1 + 1) * sy) - 1)
+        box = (box[0], box[1], max(box[0], box[2]), max(box[1], box[3]))
+        points = tuple((math.floor((x + 0.5) * sx), math.floor((y + 0.5) * sy)) for x, y in self.points)
+        return Prompt(box=box, points=points, labels=self.labels, area=int(round(self.area * sx * sy)))
 
     def to_json(self) -> dict[str, Any]:
         return {"box": list(self.box), "points": [list(p) for p in self.points], "labels": list(self.labels),

@@ -130,7 +130,8 @@ class RefinerArtifact:
         check = _Checker(meta_path)
         version = payload["schema_version"]
         if version != SCHEMA_VERSION:
-            raise InputError(f"{meta_path}: schema_version {version!r} unsupported (this runtime reads {SCHEMA_VERSION})")
+            raise InputError(f"{meta_path}: schema_version {version!r} unsupported (this runtime reads "
+                             f"{SCHEMA_VERSION})")
         mean, std = check.normalisation(payload["normalisation"])
         known = set(REQUIRED_KEYS) | {"layout", "inputs", "outputs"}
         return cls(

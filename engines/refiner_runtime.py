@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from surgseg.engines.array_backend import array_kind, as_torch, to_numpy
 from surgseg.engines.device import resolve_device
 from surgseg.engines.errors import InputError
 from surgseg.engines.refiner_artifact import INPUT_NAMES, OUTPUT_NAME, RefinerArtifact
@@ -84,27 +85,17 @@ def choose_backend(config: RuntimeConfig, artifact: RefinerArtifact) -> tuple[st
     return "onnxruntime", "auto: CPU" if not cuda else "auto: no faster GPU backend present"
 
 
-def array_kind(array: Any) -> str:
-    """'numpy', 'torch' or 'cupy' (anything else is refused)."""
-    module = type(array).__module__.split(".")[0]
-    if module in ("numpy", "torch", "cupy"):
-        return module
-    raise InputError(f"refiner input: unsupported array type {type(array).__name__} (numpy, torch or cupy)")
-
-
 def _to_torch(array: Any, name: str):
-    import torch
-
-    kind = array_kind(array)
-    tensor = torch.from_numpy(array) if kind == "numpy" else array if kind == "torch" else torch.from_dlpack(array)
+    tensor = as_torch(array)
     if not tensor.is_floating_point():
         raise InputError(f"refiner input '{name}': expected floating point, got {tensor.dtype}")
     return tensor
 
 
 def _from_torch(tensor, kind: str) -> Any:
+    """Logits as the caller's array kind: numpy (one download when computed on a GPU), torch, or cupy (DLPack)."""
     if kind == "numpy":
-        return tensor.cpu().numpy()
+        return to_numpy(tensor)
     if kind == "cupy":
         import cupy
 
@@ -134,15 +125,16 @@ class _OnnxRuntimeBackend:
         options.intra_op_num_threads = config.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device == "cuda" else ["CPUExecutionProvider"]
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(artifact.file("onnx")), options, providers=providers)
         self.logits_shape = artifact.logits_shape()
 
     def run(self, image, prior):
         if self.device == "cpu":
-            feeds = {name: t.detach().cpu().float().contiguous().numpy() for name, t in zip(INPUT_NAMES, (image, prior))}
             import torch
 
+            arrays = (t.detach().cpu().float().contiguous().numpy() for t in (image, prior))
+            feeds = dict(zip(INPUT_NAMES, arrays))
             return torch.from_numpy(self.session.run([OUTPUT_NAME], feeds)[0])
         return self._run_bound(image, prior)
 
@@ -154,9 +146,10 @@ class _OnnxRuntimeBackend:
         inputs = [t.to("cuda", torch.float32).contiguous() for t in (image, prior)]
         logits = torch.empty(self.logits_shape, device="cuda", dtype=torch.float32)
         binding = self.session.io_binding()
+        device_id = torch.cuda.current_device()
         for name, tensor in zip(INPUT_NAMES, inputs):
-            binding.bind_input(name, "cuda", tensor.device.index or 0, np.float32, tuple(tensor.shape), tensor.data_ptr())
-        binding.bind_output(OUTPUT_NAME, "cuda", logits.device.index or 0, np.float32, self.logits_shape, logits.data_ptr())
+            binding.bind_input(name, "cuda", device_id, np.float32, tuple(tensor.shape), tensor.data_ptr())
+        binding.bind_output(OUTPUT_NAME, "cuda", device_id, np.float32, self.logits_shape, logits.data_ptr())
         torch.cuda.current_stream().synchronize()
         self.session.run_with_iobinding(binding)
         return logits
@@ -170,8 +163,12 @@ class _TorchBackend:
 
         self.device = resolve_device(config.device)
         self.dtype = torch.float16 if self.device == "cuda" and config.fp16 else torch.float32
-        module = torch.export.load(str(artifact.file("torch"))).module()
-        self.module = module.to(self.device, self.dtype)
+        program = torch.export.load(str(artifact.file("torch")))
+        if self.device != "cpu":
+            from torch.export.passes import move_to_device_pass
+
+            program = move_to_device_pass(program, self.device)
+        self.module = program.module().to(self.dtype)
         self.graph = None
         if self.device == "cuda" and config.cuda_graph:
             self._capture(artifact)
@@ -180,9 +177,8 @@ class _TorchBackend:
         """Record one forward pass into a CUDA graph over static input/output buffers."""
         import torch
 
-        self.static_inputs = [
-            torch.zeros(shape, device="cuda", dtype=self.dtype) for shape in (artifact.image_shape(), artifact.prior_shape())
-        ]
+        shapes = (artifact.image_shape(), artifact.prior_shape())
+        self.static_inputs = [torch.zeros(shape, device="cuda", dtype=self.dtype) for shape in shapes]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), torch.inference_mode():

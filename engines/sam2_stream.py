@@ -15,19 +15,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from surgseg.engines.errors import InputError
+from surgseg.engines.letterbox import letterbox_geometry
+from surgseg.engines.preprocess import mask_to_model, model_input
 from surgseg.engines.prompts import ClassPrompts, Prompt
 from surgseg.engines.sam2_model import SAM2ModelConfig, build_sam2_model
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 NO_OBJ_SCORE = -1024.0
 BOX_LABELS = (2, 3)
 PRUNING = ("fifo", "similarity")
@@ -153,9 +152,6 @@ class StreamingSAM2:
         self.device = torch.device(config.device)
         if config.compile and self.device.type == "cuda":
             self.model.image_encoder.forward = torch.compile(self.model.image_encoder.forward, dynamic=False)
-        mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
-        self._mean, self._std = mean, std
         self._num_classes = 0
         self._banks: dict[int, _ObjectBank] = {}
         self._frame = -1
@@ -166,14 +162,11 @@ class StreamingSAM2:
 
     # ---------------------------------------------------------------- inputs
     def preprocess(self, frame: np.ndarray) -> torch.Tensor:
-        """HxWx3 uint8 RGB -> (1,3,S,S) float32, resized to S x S and ImageNet-normalised (SAM 2's own input)."""
+        """HxWx3 uint8 RGB -> (1,3,S,S) float32: letterboxed and ImageNet-normalised exactly as the graph's Preproc."""
         if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8):
             raise InputError(f"frame: expected HxWx3 uint8 RGB, got {getattr(frame, 'shape', type(frame))}")
-        s = self.image_size
-        shrink = frame.shape[0] > s or frame.shape[1] > s
-        resized = cv2.resize(frame, (s, s), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        image = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].float() / 255.0
-        return (image - self._mean) / self._std
+        image, _ = model_input(frame, (self.image_size, self.image_size))
+        return torch.from_numpy(image).to(self.device)
 
     def _as_input(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
         """A raw frame (see `preprocess`) or an already preprocessed (1,3,S,S) float tensor."""
@@ -233,16 +226,20 @@ class StreamingSAM2:
 
     @torch.inference_mode()
     def condition_on_mask(self, mask: np.ndarray, include_empty: bool = False) -> StreamOutput:
-        """Use a (refined) HxW class-id mask of the newest frame as its output and conditioning input. Resized to
-        S x S, so give it in the geometry of the model input. Empty classes are skipped unless `include_empty`."""
+        """Use a (refined) HxW class-id mask of the newest frame as its output and conditioning input: the source
+        frame's mask (letterboxed like Preproc) or one on the S x S model input. Empty classes are skipped unless
+        `include_empty`."""
         self._require_seed()
         if mask.ndim != 2:
             raise InputError(f"mask: expected HxW class ids, got shape {mask.shape}")
+        if mask.size and int(mask.max()) >= self._num_classes:
+            raise InputError(f"mask: class id {int(mask.max())} >= num_classes {self._num_classes}")
+        boxed = torch.from_numpy(mask_to_model(np.asarray(mask), (self.image_size, self.image_size)))
         for class_id in range(1, self._num_classes):
-            binary = torch.from_numpy(np.ascontiguousarray(mask == class_id)).to(self.device)
+            binary = (boxed == class_id).to(self.device)
             if not include_empty and not bool(binary.any()):
                 continue
-            mask_input = self._resize_mask(binary)
+            mask_input = binary[None, None].float()
             feats = self._features
             low, high, _, _, _, ptr, score = self.model._use_mask_as_output(feats.top(), feats.high_res(), mask_input)
             bank = self._banks.setdefault(class_id, _ObjectBank())
@@ -309,24 +306,17 @@ class StreamingSAM2:
         return _Features(feats, pos, sizes)
 
     def _point_inputs(self, prompt: Prompt | None, prompts: ClassPrompts) -> dict[str, torch.Tensor]:
-        """SAM 2 point inputs: box corners (labels 2, 3) then the points, scaled from the prompts' image to S x S."""
+        """SAM 2 point inputs: box corners (labels 2, 3) then the points, letterboxed from the prompts' image size
+        into S x S as Preproc maps that image (identity for prompts made on the S x S model input)."""
         if prompt is None:
             raise InputError("prompts: class has no prompt")
         coords = [prompt.box[:2], prompt.box[2:], *prompt.points]
         labels = [*BOX_LABELS, *prompt.labels]
-        xy = torch.tensor(coords, dtype=torch.float32)
-        xy = xy / torch.tensor([prompts.width, prompts.height], dtype=torch.float32) * self.image_size
+        g = letterbox_geometry((prompts.height, prompts.width), (self.image_size, self.image_size))
+        scale = torch.tensor([g.resized_w / g.source_w, g.resized_h / g.source_h])
+        xy = torch.tensor(coords, dtype=torch.float32) * scale + torch.tensor([float(g.left), float(g.top)])
         return {"point_coords": xy[None].to(self.device),
                 "point_labels": torch.tensor([labels], dtype=torch.int32, device=self.device)}
-
-    def _resize_mask(self, binary: torch.Tensor) -> torch.Tensor:
-        """HxW bool -> (1,1,S,S) float {0,1}, as SAM 2's `add_new_mask` does."""
-        m = binary[None, None].float()
-        s = self.image_size
-        if m.shape[-2:] != (s, s):
-            m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-            m = (m >= 0.5).float()
-        return m
 
     def _start_object(self, class_id: int, prompts: ClassPrompts) -> None:
         bank = self._banks[class_id]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -74,7 +74,7 @@ class _Instrument:
     shaft_rgb: np.ndarray
     tip_rgb: np.ndarray
     work_depth: float
-    phase: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    phase: np.ndarray
 
 
 class SyntheticClip:
@@ -91,10 +91,10 @@ class SyntheticClip:
         self.smoke_field = _noise(self.height // 6 + 24, self.width // 6 + 24, rng, octaves=(3, 6, 12))
         self.vignette = _vignette(self.height, self.width, rng)
         self.noise_bank = [
-            (rng.standard_normal((self.height, self.width, 1)) * 0.012).astype(np.float32) for _ in range(3)
+            (rng.standard_normal((self.height, self.width, 1)) * 3.0 + 0.5).astype(np.float32) for _ in range(3)
         ]
         self.camera = _camera_path(config, self.schedule["fast_motion"], self.scale, rng)
-        self.instruments = [_draw_instrument(s, e, self.scale, rng) for s, e in self.schedule["presence"]]
+        self.instruments = [_random_instrument(s, e, self.scale, rng) for s, e in self.schedule["presence"]]
         self.occluder_shape = _blob_profile(rng)
         self.glare_offset = rng.uniform(-0.2, 0.2, 2)
 
@@ -110,6 +110,8 @@ class SyntheticClip:
 
     def render(self, t: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Frame t: (RGB uint8 image, uint8 class-id mask, tags)."""
+        if not 0 <= t < self.config.frames:
+            raise IndexError(f"frame {t} outside the clip's {self.config.frames} frames")
         fast = self.active("fast_motion", t)
         image = self._tissue_view(t, fast)
         mask = np.zeros((self.height, self.width), np.uint8)
@@ -121,10 +123,10 @@ class SyntheticClip:
         if self.active("smoke", t):
             self._draw_smoke(image, t)
         if self.active("glare", t):
-            self._draw_glare(image, t, tip_xy)
+            self._draw_glare(image, tip_xy)
         image *= self.vignette
         image += self.noise_bank[t % len(self.noise_bank)]
-        frame = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        frame = np.clip(image, 0.0, 255.0, out=image).astype(np.uint8)
         return frame, mask, self._tags(t, mask, occluded)
 
     def _tags(self, t: int, mask: np.ndarray, occluded: float) -> list[str]:
@@ -146,9 +148,7 @@ class SyntheticClip:
         if fast and t > 0:
             velocity = self.camera[t, :2] - self.camera[t - 1, :2]
             view = _motion_blur(view, velocity)
-        image = view[..., :3].copy()
-        image += view[..., 3:4]
-        return image
+        return view
 
     def _instrument_at(self, t: int) -> _Instrument | None:
         for instrument in self.instruments:
@@ -156,8 +156,7 @@ class SyntheticClip:
                 return instrument
         return None
 
-    def _pose(self, inst: _Instrument, t: int) -> tuple[np.ndarray, np.ndarray, float, float, float]:
-        """Entry point, unit axis, tip depth along the axis, jaw opening and roll for frame t."""
+    def _pose(self, inst: _Instrument, t: int) -> _Pose:
         centre = np.array([self.width / 2, self.height / 2])
         reach = 0.5 * math.hypot(self.width, self.height) * 1.15
         entry = centre + reach * np.array([math.cos(inst.entry_angle), math.sin(inst.entry_angle)])
@@ -178,7 +177,7 @@ class SyntheticClip:
         visible = shortest + (max(work, shortest) - shortest) * _smooth(travel)
         opening = 0.25 + 0.25 * math.sin(0.2 * local + p[1])
         roll = 0.45 * math.sin(0.07 * local + p[2])
-        return entry, axis, s_in + visible, opening, roll
+        return _Pose(entry, axis, s_in + visible, opening, roll)
 
     def _draw_instrument(
         self, image: np.ndarray, mask: np.ndarray, inst: _Instrument, t: int, fast: bool
@@ -195,8 +194,7 @@ class SyntheticClip:
         alpha = np.clip(shaft_a + tip_a, 0.0, 1.0)
         x0, y0, x1, y1 = box
         region = image[y0:y1, x0:x1]
-        region *= (1.0 - 0.5 * _shadow(alpha, 0.03 * self.scale) - alpha * 0.5)[..., None]
-        region *= 1.0 - alpha[..., None] * 0.5 / np.maximum(1.0 - alpha[..., None] * 0.5, 1e-3)
+        region *= ((1.0 - 0.5 * _shadow(alpha, 0.03 * self.scale)) * (1.0 - alpha))[..., None]
         region += rgb
         tip_class = 2 if self.config.num_classes == 3 else 1
         mask[y0:y1, x0:x1] = np.where(alpha >= 0.5, np.where(tip_a >= shaft_a, tip_class, 1), 0).astype(np.uint8)
@@ -208,10 +206,10 @@ class SyntheticClip:
         progress = (t - start + 0.5) / (end - start)
         inst = self._instrument_at(t)
         if inst is not None:
-            entry, axis, depth, _, _ = self._pose(inst, t)
-            s_in, _ = _ray_box(entry, axis, self.width, self.height)
-            anchor = entry + (s_in + 0.45 * (depth - s_in)) * axis
-            across = np.array([-axis[1], axis[0]])
+            pose = self._pose(inst, t)
+            s_in, _ = _ray_box(pose.entry, pose.axis, self.width, self.height)
+            anchor = pose.entry + (s_in + 0.45 * (pose.depth - s_in)) * pose.axis
+            across = np.array([-pose.axis[1], pose.axis[0]])
         else:
             anchor = np.array([self.width * 0.5, self.height * 0.55])
             across = np.array([1.0, 0.0])
@@ -230,7 +228,7 @@ class SyntheticClip:
         shift = (2 * self.margin, self.margin // 3)
         texture = self.tissue[shift[1] + y0 : shift[1] + y1, shift[0] + x0 : shift[0] + x1]
         rim = np.clip(height * 1.6, 0.0, 1.0)[..., None]
-        fold = texture[..., :3] * (0.25 + 1.0 * rim) * 1.1 + texture[..., 3:4] * rim * 1.5
+        fold = texture * (0.28 + 1.1 * rim)
         region = image[y0:y1, x0:x1]
         region *= 1.0 - 0.6 * _shadow(cover, 0.05 * self.scale)[..., None]
         region *= 1.0 - cover[..., None]
@@ -244,7 +242,7 @@ class SyntheticClip:
         start, end = next((s, e) for s, e in self.schedule["smoke"] if s <= t < e)
         density = 0.55 + 0.35 * math.sin(math.pi * (t - start + 0.5) / (end - start))
         h, w = self.height // 6 + 1, self.width // 6 + 1
-        oy, ox = (t * 1) % 12, (t * 2) % 12
+        oy, ox = round(5.5 + 5.5 * math.sin(0.12 * t)), round(5.5 + 5.5 * math.cos(0.09 * t))
         a = self.smoke_field[oy : oy + h, ox : ox + w]
         b = self.smoke_field[23 - oy : 23 - oy + h, 12 - ox // 2 : 12 - ox // 2 + w]
         low = np.clip(0.75 * (a + b) - 0.15, 0.0, 1.0) * density
@@ -253,7 +251,8 @@ class SyntheticClip:
         image *= 1.0 - cover
         image += SMOKE_RGB * cover
 
-    def _draw_glare(self, image: np.ndarray, t: int, tip_xy: np.ndarray | None) -> None:
+    def _draw_glare(self, image: np.ndarray, tip_xy: np.ndarray | None) -> None:
+        """A saturated specular bloom on the instrument tip (or on the tissue when no instrument is in view)."""
         centre = tip_xy if tip_xy is not None else np.array([self.width, self.height]) * (0.5 + self.glare_offset)
         sigma = 0.05 * self.scale
         x0, y0, x1, y1 = _bbox([centre], 7.0 * sigma, self.width, self.height)
@@ -316,7 +315,7 @@ def _noise(h: int, w: int, rng: np.random.Generator, octaves: tuple[int, ...]) -
 
 
 def _tissue_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """HxWx4 float32: RGB tissue (bump-shaded, vessels, fat) and a specular channel."""
+    """HxWx3 float32 RGB tissue: bump-shaded, vessels, fat, wet specular spots."""
     scale = max(h, w)
     bumps = _noise(h, w, rng, octaves=(4, 9, 20, 45))
     fine = _noise(h, w, rng, octaves=(60, 120))
@@ -332,7 +331,7 @@ def _tissue_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     rgb *= shade
     wet = np.clip((bumps - cv2.GaussianBlur(bumps, (0, 0), scale / 120 + 1)) * 16.0 - 0.4, 0.0, 1.0)
     specular = cv2.GaussianBlur(wet * wet, (0, 0), 0.8) * 1.6
-    return np.dstack([rgb, specular]).astype(np.float32)
+    return (rgb + specular[..., None]).astype(np.float32)
 
 
 def _vessels(h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -361,15 +360,13 @@ def _vessels(h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.n
 
 
 def _vignette(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """Endoscope light falloff: bright off-centre spot, dark corners; HxWx1 float32."""
+    """Endoscope light falloff (bright off-centre spot, dark corners) times 255: HxWx1 float32."""
     cy, cx = h * (0.5 + rng.uniform(-0.05, 0.05)), w * (0.5 + rng.uniform(-0.05, 0.05))
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    r = np.sqrt(((xs - cx) / (0.5 * w)) ** 2 * (w / math.hypot(w, h)) ** 2 * 2 + ((ys - cy) / (0.5 * h)) ** 2 * (
-        h / math.hypot(w, h)
-    ) ** 2 * 2)
+    r = np.hypot(xs - cx, ys - cy) / (math.hypot(w, h) / math.sqrt(8))
     light = 1.15 - 0.55 * r**2
     edge = np.clip((1.32 - r) / 0.25, 0.0, 1.0)
-    return (np.clip(light, 0.08, 1.2) * edge**1.5)[..., None].astype(np.float32)
+    return (255.0 * np.clip(light, 0.08, 1.2) * edge**1.5)[..., None].astype(np.float32)
 
 
 def _camera_path(
@@ -392,7 +389,7 @@ def _camera_path(
     return np.stack([x, y, roll, zoom], axis=1)
 
 
-def _draw_instrument(start: int, end: int, scale: float, rng: np.random.Generator) -> _Instrument:
+def _random_instrument(start: int, end: int, scale: float, rng: np.random.Generator) -> _Instrument:
     """Instrument look and entry side for one presence interval: dark insulated or bare metal shaft."""
     side = rng.choice([0.0, 0.5, 1.0, 1.5]) * np.pi + rng.uniform(-0.6, 0.6)
     dark = rng.random() < 0.6
@@ -454,11 +451,12 @@ def _instrument_layer(
     joint_rgb = inst.tip_rgb * 0.8 * diffuse[:, None] + specular[:, None]
     jaw_a = np.zeros_like(a)
     jaw_rgb = np.zeros((len(a), 3), np.float32)
+    near = np.nonzero(a >= depth - 1.0)[0]
     for side in (1.0, -1.0):
-        cover, rgb = _jaw(a - depth, c - side * 0.3 * r, side * pose.opening / 2, r, pose.roll, inst.tip_rgb)
-        take = cover > jaw_a
-        jaw_rgb[take] = rgb[take]
-        jaw_a = np.maximum(jaw_a, cover)
+        cover, rgb = _jaw(a[near] - depth, c[near] - side * 0.3 * r, side * pose.opening / 2, r, pose.roll, inst.tip_rgb)
+        take = near[cover > jaw_a[near]]
+        jaw_rgb[take] = rgb[cover > jaw_a[near]]
+        jaw_a[near] = np.maximum(jaw_a[near], cover)
     joint_a = body * is_joint
     tip_a = np.maximum(joint_a, jaw_a)
     tip_rgb = np.where((jaw_a >= joint_a)[:, None], jaw_rgb, joint_rgb)
@@ -500,32 +498,35 @@ def _jaw(
     return cover.astype(np.float32), rgb.astype(np.float32)
 
 
-def _blur_layer(
-    rgb: np.ndarray, shaft_a: np.ndarray, tip_a: np.ndarray, velocity: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Motion-blur a premultiplied layer along `velocity` (px per frame)."""
-    return _motion_blur(rgb, velocity), _motion_blur(shaft_a, velocity), _motion_blur(tip_a, velocity)
-
-
 def _motion_blur(image: np.ndarray, velocity: np.ndarray) -> np.ndarray:
-    length = int(min(31, round(float(np.hypot(*velocity)))))
+    """Linear blur along `velocity` (px per frame, capped at 31 px); long ones are done at half resolution."""
+    speed = float(np.hypot(*velocity))
+    length = int(min(31, round(speed)))
     if length < 2:
         return image
+    if length >= 8:
+        h, w = image.shape[:2]
+        small = cv2.resize(image, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+        return cv2.resize(_motion_blur(small, np.asarray(velocity) / 2), (w, h), interpolation=cv2.INTER_LINEAR)
     kernel = np.zeros((length, length), np.float32)
     centre = (length - 1) / 2
-    direction = np.asarray(velocity, np.float64) / float(np.hypot(*velocity))
+    direction = np.asarray(velocity, np.float64) / speed
     p0 = np.round(centre - direction * centre).astype(int)
     p1 = np.round(centre + direction * centre).astype(int)
-    cv2.line(kernel, tuple(int(v) for v in p0), tuple(int(v) for v in p1), 1.0, 1)
+    cv2.line(kernel, (int(p0[0]), int(p0[1])), (int(p1[0]), int(p1[1])), 1.0, 1)
     kernel /= kernel.sum()
     return cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT)
 
 
 def _shadow(alpha: np.ndarray, offset: float) -> np.ndarray:
-    shift = int(round(offset))
-    shadow = np.zeros_like(alpha)
-    shadow[shift:, shift:] = alpha[: alpha.shape[0] - shift, : alpha.shape[1] - shift]
-    return cv2.GaussianBlur(shadow, (0, 0), max(1.0, offset))
+    """Soft shadow of a coverage map cast down-right by `offset` px, blurred at quarter resolution."""
+    h, w = alpha.shape
+    small = cv2.resize(alpha, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    shift = int(round(offset / 4))
+    moved = np.zeros_like(small)
+    moved[shift:, shift:] = small[: small.shape[0] - shift, : small.shape[1] - shift]
+    blurred = cv2.GaussianBlur(moved, (0, 0), max(0.5, offset / 4))
+    return cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _ray_box(origin: np.ndarray, direction: np.ndarray, width: int, height: int) -> tuple[float, float]:

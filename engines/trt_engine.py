@@ -105,7 +105,8 @@ def accuracy_gate(
 ) -> GateResult:
     """Mean over frames of the foreground mask IoU between candidate and reference (fp32) logits."""
     if len(reference_logits) != len(candidate_logits) or not reference_logits:
-        raise ValueError(f"need the same, non-zero number of frames: {len(reference_logits)} vs {len(candidate_logits)}")
+        raise ValueError(f"need the same, non-zero number of frames: {len(reference_logits)} vs "
+                         f"{len(candidate_logits)}")
     bound = DEFAULT_MIN_IOU[precision] if min_iou is None else float(min_iou)
     ious = []
     for ref, cand in zip(reference_logits, candidate_logits):

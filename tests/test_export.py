@@ -64,7 +64,8 @@ def test_onnx_has_static_shapes_and_opset_17(tmp_path):
     model = onnx.load(str(artifact.file("onnx")))
     onnx.checker.check_model(model)
     assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) >= 17
-    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in (*model.graph.input, *model.graph.output)}
+    values = (*model.graph.input, *model.graph.output)
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
     assert dims == {"image": [1, 3, *SIZE], "prior": [1, 2, *SIZE], "logits": [1, 3, *SIZE]}
 
 

@@ -76,7 +76,7 @@ def test_missing_key_is_named(tmp_path, key):
         ("exporter", {"onnx": "1.23"}, "exporter"),
         ("exporter", {"torch": 2.13}, "exporter.torch"),
         ("files", {"onnx": {"name": "../x.onnx", "sha256": "0"}}, "files.onnx.name"),
-        ("files", {"tensorflow": {"name": "x", "sha256": "0"}}, "files.tensorflow"),
+        ("files", {"onnx": {"name": "a", "sha256": "0"}, "tf": {"name": "x", "sha256": "0"}}, "files.tf"),
     ],
 )
 def test_malformed_value_is_refused_naming_the_key(tmp_path, key, value, named):
@@ -110,5 +110,6 @@ def test_compatible_graph_passes(tmp_path):
 
 def test_class_count_and_input_size_mismatch_are_both_named(tmp_path):
     artifact = RefinerArtifact.load(_write(tmp_path, VALID))
-    with pytest.raises(InputError, match=r"num_classes 2 .* graph's 3; input_size \[288, 384\] != graph's \[512, 512\]"):
+    expected = r"num_classes 2 .* graph's 3; input_size \[288, 384\] != graph's \[512, 512\]"
+    with pytest.raises(InputError, match=expected):
         check_compatible(artifact, 3, (512, 512))

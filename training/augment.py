@@ -115,7 +115,7 @@ def letterbox_triplet(
     """Letterbox image (H×W×3), prior (H×W×C) and mask (H×W) to `size`; returns image, prior C×H×W, mask."""
     image_lb, _ = letterbox(image, size)
     prior_lb, _ = letterbox(prior.astype(np.float32), size, pad_value=PRIOR_PAD_LOGIT)
-    mask_lb, _ = letterbox(mask, size, interpolation=cv2.INTER_NEAREST)
+    mask_lb, _ = letterbox(mask, size, interpolation=cv2.INTER_NEAREST_EXACT)
     return image_lb, np.ascontiguousarray(prior_lb.reshape(*size, -1).transpose(2, 0, 1)), mask_lb
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from surgseg.engines.atomic import atomic_path
 from surgseg.engines.errors import InputError
-from surgseg.engines.letterbox import letterbox
+from surgseg.engines.preprocess import mask_to_model, model_input
 from surgseg.engines.refiner_artifact import (
     INPUT_NAMES,
     METADATA_NAME,
@@ -207,9 +207,8 @@ def write_program(model: nn.Module, example: tuple[torch.Tensor, ...], path: Pat
 
 def _with_files(artifact: RefinerArtifact, folder: Path, opset: int) -> RefinerArtifact:
     payload = artifact.to_json()
-    payload["files"] = {
-        kind: {"name": name, "sha256": sha256_file(folder / name)} for kind, name in (("onnx", ONNX_NAME), ("torch", PROGRAM_NAME))
-    }
+    names = {"onnx": ONNX_NAME, "torch": PROGRAM_NAME}
+    payload["files"] = {kind: {"name": name, "sha256": sha256_file(folder / name)} for kind, name in names.items()}
     payload["opset"] = opset
     return RefinerArtifact.from_json(json.loads(json.dumps(payload)), folder / METADATA_NAME)
 
@@ -313,14 +312,11 @@ def frame_inputs(
     mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
     if bgr is None or mask is None:
         raise InputError(f"{image_path if bgr is None else mask_path}: unreadable image")
-    image, _ = letterbox(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), artifact.input_size)
-    mask, _ = letterbox(mask, artifact.input_size, interpolation=cv2.INTER_NEAREST)
-    normalised = (image.astype(np.float32) / 255.0 - np.float32(artifact.mean)) / np.float32(artifact.std)
-    prior = simulate_prior(mask, artifact.num_classes, rng)
+    image, _ = model_input(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), artifact.input_size, artifact.mean, artifact.std)
+    prior = simulate_prior(mask_to_model(mask, artifact.input_size), artifact.num_classes, rng)
     if artifact.prior_encoding == "probabilities":
         prior = 1.0 / (1.0 + np.exp(-prior))
-    return (np.ascontiguousarray(normalised.transpose(2, 0, 1)[None], dtype=np.float32),
-            np.ascontiguousarray(prior[None], dtype=np.float32))
+    return image, np.ascontiguousarray(prior[None], dtype=np.float32)
 
 
 def _resolve(path: str, root: Path) -> Path:

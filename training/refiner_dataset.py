@@ -165,7 +165,8 @@ class RefinerDataset(torch.utils.data.Dataset):
         key = [self.seed, self.epoch, i] if self.fresh_priors else [self.seed, i]
         return simulate_prior(mask, self.num_classes, np.random.default_rng(key), self.prior_settings)
 
-    def _item(self, i: int, aug_seed: int) -> dict[str, torch.Tensor]:
+    def item(self, i: int, aug_seed: int) -> dict[str, torch.Tensor]:
+        """Transformed sample i as tensors: image (3,H,W), prior (C-1,H,W), mask (H,W) int64."""
         image, mask = self.load(i)
         image_t, prior_t, mask_t = self.transform(image, self.prior(i, mask), mask, np.random.default_rng(aug_seed))
         return {"image": torch.from_numpy(image_t), "prior": torch.from_numpy(prior_t),
@@ -173,9 +174,9 @@ class RefinerDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         aug_seed = int(np.random.default_rng([self.seed, self.epoch, i, 1]).integers(2**31))
-        item = self._item(i, aug_seed)
+        item = self.item(i, aug_seed)
         if self.pair_next:  # same augmentation seed → same spatial transform for the neighbouring frame
-            item["next"] = self._item(self._next[i], aug_seed)
+            item["next"] = self.item(self._next[i], aug_seed)
         return item
 
     def class_presence(self) -> np.ndarray:

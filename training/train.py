@@ -179,15 +179,15 @@ def make_datasets(config: TrainConfig, train: list[Sample], val: list[Sample]) -
 
 
 def make_loader(config: TrainConfig, dataset: RefinerDataset) -> torch.utils.data.DataLoader:
+    """Shuffled batches; with `oversample`, frames holding rare classes are drawn more often (with replacement)."""
     generator = torch.Generator().manual_seed(config.seed)
     weights = oversampling_weights(dataset.class_presence()) if config.data.oversample else None
+    common = {"batch_size": config.optim.batch_size, "num_workers": config.num_workers,
+              "drop_last": len(dataset) >= config.optim.batch_size}
     if weights is not None and not np.allclose(weights, weights[0]):
         sampler = torch.utils.data.WeightedRandomSampler(weights.tolist(), len(dataset), generator=generator)
-        return torch.utils.data.DataLoader(dataset, config.optim.batch_size, sampler=sampler, drop_last=True,
-                                           num_workers=config.num_workers)
-    return torch.utils.data.DataLoader(dataset, config.optim.batch_size, shuffle=True, generator=generator,
-                                       drop_last=len(dataset) >= config.optim.batch_size,
-                                       num_workers=config.num_workers)
+        return torch.utils.data.DataLoader(dataset, sampler=sampler, **common)
+    return torch.utils.data.DataLoader(dataset, shuffle=True, generator=generator, **common)
 
 
 # ------------------------------------------------------------------------------------------------ lr schedule
@@ -236,39 +236,42 @@ def refine_to_source(model: TinyRefiner, image: torch.Tensor, prior: torch.Tenso
 
 @torch.no_grad()
 def evaluate(model: TinyRefiner, dataset: RefinerDataset, classes: list[str], device: torch.device,
-             vis_dir: Path | None = None, vis_count: int = 0) -> dict[str, Any]:
-    """Prior-alone and refined scores at each sample's source resolution; optional overlays in `vis_dir`."""
+             vis_count: int = 0) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
+    """Prior-alone and refined scores at each sample's source resolution, and the first `vis_count` overlays."""
     model.eval()
     prior_acc, refined_acc = MetricAccumulator(len(classes), classes), MetricAccumulator(len(classes), classes)
+    overlays = []
     for i in range(len(dataset)):
         image, gt = dataset.load(i)
-        prior = dataset.prior(i, gt)
-        item = dataset._item(i, 0)
+        item = dataset.item(i, aug_seed=0)
         refined = refine_to_source(model, item["image"].to(device), item["prior"].to(device), gt.shape)
-        prior_mask = prior_to_mask(prior)
+        prior_mask = prior_to_mask(dataset.prior(i, gt))
         video = dataset.samples[i].video_id
         prior_acc.update(prior_mask, gt, video)
         refined_acc.update(refined, gt, video)
-        if vis_dir is not None and i < vis_count:
-            write_overlay(vis_dir / f"{dataset.samples[i].stem}.png", image, prior_mask, refined, gt)
+        if i < vis_count:
+            overlays.append((dataset.samples[i].stem, overlay_panel(image, prior_mask, refined, gt)))
     model.train()
-    return {"prior": prior_acc.summary(), "refined": refined_acc.summary()}
+    return {"prior": prior_acc.summary(), "refined": refined_acc.summary()}, overlays
 
 
 PALETTE = np.array([[0, 0, 0], [0, 255, 0], [255, 64, 64], [64, 128, 255], [255, 200, 0], [200, 0, 255]], np.uint8)
 
 
-def write_overlay(path: Path, image: np.ndarray, prior: np.ndarray, refined: np.ndarray, gt: np.ndarray) -> None:
-    """image | prior | refined | GT, masks blended over the image."""
+def overlay_panel(image: np.ndarray, prior: np.ndarray, refined: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """image | prior | refined | GT, masks blended over the image (RGB)."""
     def blend(mask: np.ndarray) -> np.ndarray:
         colour = PALETTE[mask % len(PALETTE)]
         alpha = (mask > 0)[..., None] * 0.45
         return (image * (1 - alpha) + colour * alpha).astype(np.uint8)
 
-    panel = np.concatenate([image, blend(prior), blend(refined), blend(gt)], axis=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        cv2.imwrite(str(tmp), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
+    return np.concatenate([image, blend(prior), blend(refined), blend(gt)], axis=1)
+
+
+def write_overlays(folder: Path, overlays: list[tuple[str, np.ndarray]]) -> None:
+    for stem, panel in overlays:
+        with atomic_path(folder / f"{stem}.png") as tmp:
+            cv2.imwrite(str(tmp), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
 
 
 def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -281,10 +284,10 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
 class Logger:
     """Epoch rows to log.csv (and TensorBoard when installed)."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, keep_rows: bool) -> None:
         self.path = out_dir / "log.csv"
         self.rows: list[dict[str, float]] = []
-        if self.path.exists():
+        if keep_rows and self.path.exists():
             with self.path.open() as f:
                 self.rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
         try:
@@ -376,9 +379,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         best, elapsed_before = state["scheduler"]["best"], state["scheduler"]["elapsed_s"]
         log.info("resumed from %s at epoch %d, step %d", out / "last.pt", start_epoch, step)
     budget = Budget(total_steps, max_seconds, elapsed_before)
-    logger = Logger(out)
-    if not config.resume:
-        logger.rows = []
+    logger = Logger(out, keep_rows=start_epoch > 0)
 
     def save(path: Path, epoch: int, metrics: dict[str, Any]) -> None:
         payload = checkpoint_payload(model, input_size=size, classes=classes, data_fingerprint=fingerprint,
@@ -424,14 +425,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
                **{k: v / max(batches, 1) for k, v in sums.items()}}
         finished = budget.progress(step) >= 1.0 or epoch == config.optim.epochs - 1
         if (epoch + 1) % config.val_every == 0 or finished:
-            last_metrics = evaluate(model, val_ds, classes, device)
+            last_metrics, overlays = evaluate(model, val_ds, classes, device, config.vis_count)
             row.update(flat_metrics(last_metrics))
-            score = last_metrics["refined"]["mean_dice"]
-            if score > best:
-                best = score
+            if last_metrics["refined"]["mean_dice"] > best:
+                best = last_metrics["refined"]["mean_dice"]
                 save(out / "best.pt", epoch, last_metrics)
-                if config.vis_count:
-                    evaluate(model, val_ds, classes, device, out / "val_vis", config.vis_count)
+                write_overlays(out / "val_vis", overlays)
         logger.write(row)
         save(out / "last.pt", epoch, last_metrics)
         log.info("epoch %d step %d loss %.4f %s", epoch, step, row.get("loss", float("nan")),

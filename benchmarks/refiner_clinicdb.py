@@ -1,0 +1,146 @@
+"""Real-data bar for the refiner on CVC-ClinicDB (../shared/data/cvc-clinicdb): prior vs refined on the test split.
+
+Frames are split by `sequence_estimate` (whole sequences: shuffled with a fixed seed, ~25 % of frames to test,
+~15 % to val, the rest to train). Priors are simulated from the ground truth with the default (pre-fixed)
+`PriorSimSettings` and a fixed seed. The refiner trains on CPU at a reduced resolution within a wall-clock budget;
+then the best checkpoint (by val mean Dice) is scored on the test split at the source resolution.
+Bar: prior mean Dice in [0.70, 0.85]; refined ≥ prior + 0.05 and ≥ 0.85; Boundary F improves.
+Writes only metrics: benchmarks/results/refiner_clinicdb.json (run files go to --work, outside the repo).
+
+    .venv/bin/python -m benchmarks.refiner_clinicdb --minutes 17 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import write_result
+from surgseg.training.augment import TripletTransform
+from surgseg.training.prior_simulator import PriorSimSettings
+from surgseg.training.refiner_dataset import RefinerDataset, read_samples
+from surgseg.training.refiner_net import load_refiner
+from surgseg.training.train import config_from_dict, evaluate, train
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cvc-clinicdb"
+SPLIT_SEED = 0
+PRIOR_SEED = 1234
+log = logging.getLogger("refiner_clinicdb")
+
+
+def split_sequences(counts: Counter, seed: int, test_share: float = 0.25, val_share: float = 0.15) -> dict[int, str]:
+    """Whole sequences to test, then val, greedily in a seeded order, without exceeding each share."""
+    total = sum(counts.values())
+    order = sorted(counts)
+    random.Random(seed).shuffle(order)
+    split, filled = {}, Counter()
+    for seq in order:
+        for name, share in (("test", test_share), ("val", val_share)):
+            if filled[name] + counts[seq] <= share * total:
+                split[seq], filled[name] = name, filled[name] + counts[seq]
+                break
+        else:
+            split[seq] = "train"
+    return split
+
+
+def write_index(data: Path, index: Path) -> dict[str, list[int]]:
+    """JSONL index of ClinicDB with absolute paths; returns the sequences of each split."""
+    with (data / "frames.csv").open() as f:
+        frames = list(csv.DictReader(f))
+    counts = Counter(int(r["sequence_estimate"]) for r in frames)
+    split = split_sequences(counts, SPLIT_SEED)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    with index.open("w") as f:
+        for r in sorted(frames, key=lambda r: int(r["frame"])):
+            seq = int(r["sequence_estimate"])
+            f.write(json.dumps({"image_path": str(data / r["image"]), "mask_path": str(data / r["mask"]),
+                                "split": split[seq], "video_id": f"seq{seq:02d}"}) + "\n")
+    return {name: sorted(s for s in split if split[s] == name) for name in ("train", "val", "test")}
+
+
+def test_scores(checkpoint: Path, index: Path, classes: list[str]) -> dict:
+    """Prior and refined scores of the best checkpoint on the test split."""
+    model, meta = load_refiner(checkpoint)
+    samples = [s for s in read_samples(index) if s.split == "test"]
+    dataset = RefinerDataset(samples, len(classes), TripletTransform(tuple(meta["input_size"]), False),
+                             fresh_priors=False, seed=PRIOR_SEED)
+    scores, _ = evaluate(model, dataset, classes, torch.device("cpu"))
+    return scores
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/refiner_clinicdb"))
+    parser.add_argument("--minutes", type=float, default=17.0, help="training wall-clock budget")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--size", default="small")
+    parser.add_argument("--input-size", type=int, nargs=2, default=[144, 192], metavar=("H", "W"))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not (args.data / "frames.csv").is_file():
+        log.error("ClinicDB not found at %s: nothing to do", args.data)
+        return 0
+
+    index = args.work / "index.jsonl"
+    sequences = write_index(args.data, index)
+    classes = ["background", "polyp"]
+    config = config_from_dict({
+        "out_dir": str(args.work / "run"),
+        "seed": PRIOR_SEED,
+        "threads": args.threads,
+        "vis_count": 0,
+        "data": {"index": str(index), "classes": classes, "input_size": args.input_size},
+        "model": {"size": args.size},
+        "optim": {"epochs": args.epochs, "max_minutes": args.minutes, "batch_size": 4, "accumulate": 2},
+    })
+    started = time.monotonic()
+    summary = train(config)
+    scores = test_scores(Path(summary["checkpoint"]), index, classes)
+    prior, refined = scores["prior"], scores["refined"]
+    bar = {
+        "prior_dice_in_0.70_0.85": 0.70 <= prior["mean_dice"] <= 0.85,
+        "refined_dice_ge_prior_plus_0.05": refined["mean_dice"] >= prior["mean_dice"] + 0.05,
+        "refined_dice_ge_0.85": refined["mean_dice"] >= 0.85,
+        "boundary_f_improves": refined["mean_boundary_f"] > prior["mean_boundary_f"],
+    }
+    test = {who: {k: v for k, v in s.items() if k != "per_class"} for who, s in scores.items()}
+    payload = {
+        "dataset": "CVC-ClinicDB (612 frames, 384x288)",
+        "split": {"by": "sequence_estimate", "seed": SPLIT_SEED, "sequences": sequences,
+                  "frames": {k: summary[f"{k}_samples"] for k in ("train", "val")} | {"test": prior["frames"]}},
+        "prior_simulator": {"settings": asdict(PriorSimSettings()), "seed": PRIOR_SEED},
+        "model": {"size": args.size, "parameters": summary["parameters"], "macs": summary["macs"],
+                  "input_size": summary["input_size"]},
+        "training": {"epochs": summary["epochs"], "steps": summary["steps"], "elapsed_s": summary["elapsed_s"],
+                     "threads": args.threads, "budget_minutes": args.minutes,
+                     "best_val_mean_dice": summary["best_val_mean_dice"]},
+        "test": test,
+        "gain": {k: refined[k] - prior[k] for k in ("mean_dice", "mean_iou", "mean_boundary_f")},
+        "bar": bar,
+        "passed": all(bar.values()),
+        "total_s": round(time.monotonic() - started, 1),
+    }
+    path = write_result("refiner_clinicdb", payload)
+    print(f"test frames {prior['frames']}: prior Dice {prior['mean_dice']:.3f} IoU {prior['mean_iou']:.3f} "
+          f"BF {prior['mean_boundary_f']:.3f} | refined Dice {refined['mean_dice']:.3f} IoU {refined['mean_iou']:.3f} "
+          f"BF {refined['mean_boundary_f']:.3f} | gain Dice {payload['gain']['mean_dice']:+.3f} "
+          f"({refined['mean_dice'] / prior['mean_dice']:.3f}x) | bar {'passed' if payload['passed'] else 'NOT met'}"
+          f" → {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The seeding and feedback policy around `StreamingSAM2`: one call per frame gives that frame's prior logits.
+
+- Seed: explicit prompts (and optionally a mask) for a frame start tracking; a later frame's prompts re-prompt it.
+- Feedback: the previous frame's refined mask (model geometry) becomes SAM 2's output and conditioning input for
+  that frame every `condition_every` frames (the engine's newest frame is still t−1 when frame t arrives).
+- Hands-free seeding and re-seeding: a class that is not tracked (never seeded, or reported absent by the engine)
+  whose refined mask holds at least `auto_seed_area` pixels for `auto_seed_frames` frames in a row is seeded from
+  that mask (prompts from the mask on the previous frame's image, then the mask as conditioning).
+- Output: per foreground class, SAM 2's low-res logits upsampled to the model size and clipped to ±`prior_clip`;
+  a class that is not tracked gives `absent_prior` (0 = "no prior", what the refiner saw under prior dropout), so the
+  refiner segments it from the image alone and the feedback can seed it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from surgseg.engines.errors import InputError
+from surgseg.engines.prompts import ClassPrompts, prompts_from_mask
+from surgseg.engines.sam2_stream import StreamingSAM2, StreamOutput
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrackerPolicy:
+    num_classes: int = 2
+    condition_every: int = 5
+    """Condition on the refined mask of every N-th frame (0 = never)."""
+    prior_clip: float = 12.0
+    absent_prior: float = 0.0
+    auto_seed: bool = True
+    auto_seed_area: int = 64
+    """Model-size pixels a class needs in the refined mask to count as present."""
+    auto_seed_frames: int = 3
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2:
+            raise InputError(f"num_classes: {self.num_classes} < 2 (background counts as a class)")
+        if self.condition_every < 0 or self.auto_seed_frames < 1 or self.auto_seed_area < 1:
+            raise InputError("condition_every >= 0, auto_seed_frames >= 1 and auto_seed_area >= 1 are required")
+
+
+@dataclass
+class SeedRequest:
+    """Prompts (model-geometry pixels) and optionally a class-id mask (model geometry) for the current frame."""
+
+    prompts: ClassPrompts | None = None
+    mask: np.ndarray | None = None
+
+
+@dataclass
+class TrackerEvents:
+    """What happened on one frame (for logs, QA and tests)."""
+
+    frame_index: int
+    seeded: list[int] = field(default_factory=list)
+    reseeded: list[int] = field(default_factory=list)
+    conditioned: bool = False
+    absent: tuple[bool, ...] = ()
+    object_scores: tuple[float, ...] = ()
+
+
+class PriorTracker:
+    def __init__(self, engine: StreamingSAM2, policy: TrackerPolicy) -> None:
+        self.engine = engine
+        self.policy = policy
+        self.frame_index = -1
+        self.seed_frame: int | None = None
+        self._previous_input: torch.Tensor | None = None
+        self._last: StreamOutput | None = None
+        self._present_run = np.zeros(policy.num_classes, np.int64)
+
+    @property
+    def seeded(self) -> bool:
+        return self.seed_frame is not None
+
+    def tracked(self, class_id: int) -> bool:
+        """Seeded and not reported absent by the engine on the last frame."""
+        return self._last is not None and not self._last.absent[class_id - 1] and class_id in self._seeded_classes()
+
+    def frame(self, image: Any, feedback: np.ndarray | None = None,
+              request: SeedRequest | None = None) -> tuple[Any, TrackerEvents]:
+        """Prior logits (1, C−1, h, w) for `image` (1, 3, h, w normalised); `feedback` is frame t−1's refined mask."""
+        self.frame_index += 1
+        events = TrackerEvents(self.frame_index)
+        size = tuple(image.shape[-2:])
+        square = self._square(torch.as_tensor(image))
+        self._count_present(feedback)
+        if not self.seeded:
+            self._start(square, feedback, request, events)
+        else:
+            self._continue(square, feedback, request, events)
+        self._previous_input = square
+        if self._last is None:
+            return self._empty(size, image), events
+        events.absent = self._last.absent
+        events.object_scores = tuple(float(s) for s in self._last.object_scores.tolist())
+        return self._prior(self._last, size, image), events
+
+    # ------------------------------------------------------------------ policy
+    def _start(self, square: torch.Tensor, feedback: np.ndarray | None, request: SeedRequest | None,
+               events: TrackerEvents) -> None:
+        if request is not None and (request.prompts is not None or request.mask is not None):
+            self._last = self._seed(square, request)
+            events.seeded = sorted(self._seeded_classes())
+            return
+        ready = self._ready(feedback)
+        if ready and self._previous_input is not None:
+            mask = _only(feedback, ready)
+            self._seed(self._previous_input, SeedRequest(mask=mask))
+            self.seed_frame = self.frame_index - 1
+            events.seeded = ready
+            self._last = self.engine.step(square)
+
+    def _continue(self, square: torch.Tensor, feedback: np.ndarray | None, request: SeedRequest | None,
+                  events: TrackerEvents) -> None:
+        if feedback is not None:
+            lost = [c for c in self._ready(feedback) if not self.tracked(c)]
+            since_seed = self.frame_index - 1 - self.seed_frame
+            due = self.policy.condition_every and since_seed > 0 and since_seed % self.policy.condition_every == 0
+            if due and feedback.any():
+                self.engine.condition_on_mask(feedback)
+                events.conditioned = True
+            elif lost:
+                self.engine.condition_on_mask(_only(feedback, lost))
+            if lost:
+                events.reseeded = lost
+                self._present_run[lost] = 0
+        self._last = self.engine.step(square)
+        if request is not None and request.prompts is not None and request.prompts.classes:
+            self._last = self.engine.reprompt(request.prompts)
+            events.reseeded = sorted(set(events.reseeded) | set(request.prompts.classes))
+
+    def _seed(self, square: torch.Tensor, request: SeedRequest) -> StreamOutput:
+        prompts = request.prompts
+        if prompts is None or not prompts.classes:
+            prompts = prompts_from_mask(request.mask, self.policy.num_classes)
+        if not prompts.classes:
+            raise InputError("seed: the seed mask has no foreground pixels")
+        output = self.engine.seed(square, prompts)
+        if request.mask is not None:
+            output = self.engine.condition_on_mask(request.mask)
+        self.seed_frame = self.frame_index
+        self._present_run[:] = 0
+        return output
+
+    def _count_present(self, feedback: np.ndarray | None) -> None:
+        if feedback is None:
+            self._present_run[:] = 0
+            return
+        areas = np.bincount(feedback.ravel(), minlength=self.policy.num_classes)[: self.policy.num_classes]
+        present = areas >= self.policy.auto_seed_area
+        self._present_run = np.where(present, self._present_run + 1, 0)
+
+    def _ready(self, feedback: np.ndarray | None) -> list[int]:
+        if not self.policy.auto_seed or feedback is None:
+            return []
+        runs = self._present_run[1:]
+        return [c + 1 for c in np.flatnonzero(runs >= self.policy.auto_seed_frames).tolist()]
+
+    def _seeded_classes(self) -> set[int]:
+        return set(self.engine.memory_state())
+
+    # ------------------------------------------------------------------ arrays
+    def _square(self, image: torch.Tensor) -> torch.Tensor:
+        """The model-size image as SAM 2's S×S input (stretched when the model size is not square S)."""
+        s = self.engine.image_size
+        image = image.to(self.engine.device, torch.float32)
+        if tuple(image.shape[-2:]) == (s, s):
+            return image
+        return F.interpolate(image, size=(s, s), mode="bilinear", align_corners=False)
+
+    def _prior(self, output: StreamOutput, size: tuple[int, int], like: Any) -> Any:
+        logits = output.logits.clamp(-self.policy.prior_clip, self.policy.prior_clip)
+        absent = torch.tensor(output.absent, device=logits.device)
+        logits = torch.where(absent.view(-1, 1, 1), torch.full_like(logits, self.policy.absent_prior), logits)
+        prior = F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)
+        return _like(prior.float().contiguous(), like)
+
+    def _empty(self, size: tuple[int, int], like: Any) -> Any:
+        prior = torch.full((1, self.policy.num_classes - 1, *size), self.policy.absent_prior)
+        return _like(prior, like)
+
+
+def _only(mask: np.ndarray, classes: list[int]) -> np.ndarray:
+    """The mask with every class outside `classes` set to background."""
+    return np.where(np.isin(mask, classes), mask, 0).astype(np.uint8)
+
+
+def _like(prior: torch.Tensor, like: Any) -> Any:
+    """numpy when the image came as numpy (CPU graph), else a torch tensor on the image's device."""
+    if isinstance(like, np.ndarray):
+        return prior.cpu().numpy()
+    return prior.to(like.device)

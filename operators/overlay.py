@@ -1,0 +1,41 @@
+"""`Overlay`: the frame with class colours, contours and a HUD (fps, end-to-end latency, confidence) → `overlay`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from surgseg.engines.overlay import OverlayConfig, RateMeter, draw_overlay
+from surgseg.operators.base import Message, SurgsegOperator
+
+
+@dataclass
+class OverlayOpConfig:
+    opacity: float = 0.45
+    contours: bool = True
+    hud: bool = True
+
+
+class Overlay(SurgsegOperator):
+    Config = OverlayOpConfig
+    inputs = ("mask",)
+    outputs = ("overlay",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        c = self.config
+        self.style = OverlayConfig(c.opacity, c.contours, c.hud)
+        self.rate = RateMeter()
+
+    def process(self, inputs: dict[str, Message | None]) -> dict[str, Message]:
+        message = inputs["mask"]
+        meta = message["meta"]
+        fps = self.rate.tick(time.perf_counter())
+        latency_ms = (time.perf_counter_ns() - meta["captured_ns"]) / 1e6 if "captured_ns" in meta else None
+        lines = [f"frame {meta.get('frame_index', '?')}  {fps:5.1f} fps"]
+        if latency_ms is not None:
+            lines.append(f"latency {latency_ms:6.1f} ms")
+        if "confidence" in meta:
+            lines.append(f"confidence {meta['confidence']:.2f}")
+        image = draw_overlay(message["frame"], message["mask"], self.style, lines if self.style.hud else None)
+        return {"overlay": {**message, "overlay": image}}

@@ -1,0 +1,73 @@
+"""`Refiner`: the exported refiner (TensorRT / torch / ONNX Runtime) turns image ⊕ prior into class `logits`.
+
+The artefact is checked against the graph (class count, input size) when the operator is created, so a mismatch
+stops the graph before it starts. With `prior_source: feedback` (the lite graph, no SAM 2) the prior is the previous
+refined mask as ±`mask_logit` logits, and all-zero ("no prior") on frame 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from surgseg.engines.errors import InputError
+from surgseg.engines.preprocess import empty_prior, mask_prior, mask_to_model
+from surgseg.engines.refiner_artifact import RefinerArtifact, check_compatible
+from surgseg.engines.refiner_runtime import RefinerRuntime, RuntimeConfig
+from surgseg.operators.base import ExistingPath, Message, SurgsegOperator
+
+PRIOR_SOURCES = ("sam2", "feedback")
+
+
+@dataclass
+class RefinerOpConfig:
+    artifact: Annotated[str, ExistingPath]
+    """refiner.onnx (or its folder / refiner.json) written by `surgseg export`."""
+    num_classes: int = 2
+    """Classes the graph expects, background included."""
+    size: tuple[int, int] = (256, 256)
+    """Model input (height, width): must equal Preproc's size and the artefact's input size."""
+    backend: str = "auto"
+    """auto | tensorrt | torch | onnxruntime"""
+    threads: int = 2
+    prior_source: str = "sam2"
+    """sam2: the message's `prior`; feedback: the previous refined mask (lite graph)."""
+    mask_logit: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.prior_source not in PRIOR_SOURCES:
+            raise InputError(f"prior_source: {self.prior_source!r} is not one of {', '.join(PRIOR_SOURCES)}")
+
+
+class Refiner(SurgsegOperator):
+    Config = RefinerOpConfig
+    inputs = ("image", "feedback")
+    outputs = ("logits",)
+    feedback_inputs = ("feedback",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        c = self.config
+        if c.prior_source == "feedback" and "feedback" not in self.connected_inputs:
+            raise InputError(f"operators.{self.name}.prior_source: 'feedback' needs a feedback flow into "
+                             f"{self.name}.feedback (e.g. {{from: ema.mask, to: {self.name}.feedback, feedback: true}})")
+        artifact = RefinerArtifact.load(c.artifact)
+        check_compatible(artifact, c.num_classes, tuple(c.size))
+        self.runtime = RefinerRuntime(artifact, RuntimeConfig(backend=c.backend, device=self.device, threads=c.threads))
+
+    def process(self, inputs: dict[str, Message | None]) -> dict[str, Message]:
+        message = inputs["image"]
+        image = message["image"]
+        prior = message.get("prior") if self.config.prior_source == "sam2" else self._feedback_prior(inputs, image)
+        if prior is None:
+            raise InputError(f"operators.{self.name}: the incoming message has no 'prior' (is SAM2Prior upstream? "
+                             f"for the lite graph set prior_source: feedback)")
+        return {"logits": {**message, "logits": self.runtime.run(image, prior)}}
+
+    def _feedback_prior(self, inputs: dict[str, Message | None], image: Any) -> Any:
+        c = self.config
+        feedback = inputs.get("feedback")
+        if feedback is None:
+            return empty_prior(c.num_classes, tuple(c.size), image)
+        small = mask_to_model(feedback["mask"], tuple(c.size))
+        return mask_prior(small, c.num_classes, c.mask_logit)

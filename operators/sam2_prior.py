@@ -1,0 +1,148 @@
+"""`SAM2Prior`: streaming SAM 2 → `prior` logits (1×(C−1)×h×w at model size) for every frame.
+
+Seeds (source-frame pixels): `seed: {box: [x0, y0, x1, y1], points: [[x, y, 1]], class_id: 1}`, `seed: {mask: gt.png}`,
+`seed: {clicks: clicks.csv}` (frame,class,x,y,label; later frames re-prompt) or `seed: {from_gt: true}` (the first
+message carrying a non-empty `gt_mask`). Without a seed, `auto_seed` seeds a class from the refined mask fed back
+once it is stable; the same rule re-seeds a class SAM 2 lost when it comes back (see engines/prior_tracker.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+
+from surgseg.engines.array_backend import to_numpy
+from surgseg.engines.errors import InputError
+from surgseg.engines.letterbox import LetterboxGeometry
+from surgseg.engines.preprocess import mask_to_model
+from surgseg.engines.prior_tracker import PriorTracker, SeedRequest, TrackerPolicy
+from surgseg.engines.seeding import box_prompts, click_prompts, read_clicks, read_mask
+from surgseg.operators.base import ExistingPath, Message, SurgsegOperator
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_HELP = ("for real priors run `surgseg weights download sam2.1_hiera_tiny` where a network exists (or copy "
+                   "the official sam2.1_hiera_tiny.pt there) and pass --set operators.prior.checkpoint=PATH")
+
+
+@dataclass
+class SeedConfig:
+    box: tuple[float, float, float, float] | None = None
+    points: list[tuple[float, float, int]] = field(default_factory=list)
+    class_id: int = 1
+    mask: str | None = None
+    clicks: str | None = None
+    from_gt: bool = False
+
+
+@dataclass
+class AutoSeedConfig:
+    enabled: bool = True
+    min_area: int = 64
+    """Model-size pixels of a class in the refined mask for a frame to count."""
+    frames: int = 3
+    """Frames in a row a class must be present before it is seeded."""
+
+
+@dataclass
+class SAM2PriorConfig:
+    model: str = "sam2.1_hiera_tiny"
+    checkpoint: Annotated[str | None, ExistingPath] = None
+    image_size: int = 256
+    """SAM 2's square input side (multiple of 32); the model-size image is resized to it when different."""
+    num_classes: int = 2
+    memory_every: int = 5
+    max_memories: int = 6
+    max_cond_frames: int = 4
+    absent_after: int = 5
+    condition_every: int = 5
+    """Condition SAM 2 on the refined mask of every N-th frame (0 = never)."""
+    prior_clip: float = 12.0
+    weights_seed: int = 0
+    """Seed of the random weights used when no checkpoint is given."""
+    seed: SeedConfig = field(default_factory=SeedConfig)
+    auto_seed: AutoSeedConfig = field(default_factory=AutoSeedConfig)
+
+
+class SAM2Prior(SurgsegOperator):
+    Config = SAM2PriorConfig
+    inputs = ("image", "feedback")
+    outputs = ("prior",)
+    feedback_inputs = ("feedback",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from surgseg.engines.sam2_stream import StreamingSAM2, StreamingSAM2Config
+
+        c = self.config
+        self._check_seed(c.seed)
+        if c.checkpoint is None:
+            log.warning("%s: SAM 2 runs with RANDOM weights (no checkpoint): its priors carry no information; %s",
+                        self.name, CHECKPOINT_HELP)
+        engine = StreamingSAM2(StreamingSAM2Config(
+            model=c.model, image_size=c.image_size, checkpoint=c.checkpoint, device=self.device, seed=c.weights_seed,
+            memory_every=c.memory_every, max_memories=c.max_memories, max_cond_frames=c.max_cond_frames,
+            absent_after=c.absent_after))
+        policy = TrackerPolicy(num_classes=c.num_classes, condition_every=c.condition_every, prior_clip=c.prior_clip,
+                               auto_seed=c.auto_seed.enabled, auto_seed_area=c.auto_seed.min_area,
+                               auto_seed_frames=c.auto_seed.frames)
+        self.tracker = PriorTracker(engine, policy)
+        self.clicks = read_clicks(c.seed.clicks, c.num_classes) if c.seed.clicks else {}
+        self.seed_mask = read_mask(c.seed.mask, c.num_classes) if c.seed.mask else None
+        self.seed_log: list[tuple[int, list[int], list[int]]] = []
+        """(frame index, seeded classes, re-seeded classes) for frames where a seed happened."""
+
+    def _check_seed(self, seed: SeedConfig) -> None:
+        given = [name for name, on in (("box", seed.box is not None), ("mask", seed.mask), ("clicks", seed.clicks),
+                                       ("from_gt", seed.from_gt)) if on]
+        if len(given) > 1:
+            raise InputError(f"operators.{self.name}.seed: give one of box, mask, clicks, from_gt (got {', '.join(given)})")
+        if seed.points and seed.box is None:
+            raise InputError(f"operators.{self.name}.seed.points: points need a box beside them")
+        for key in ("mask", "clicks"):
+            path = getattr(seed, key)
+            if path and not Path(path).exists():
+                raise InputError(f"operators.{self.name}.seed.{key}: no such file: {path}")
+
+    def process(self, inputs: dict[str, Message | None]) -> dict[str, Message]:
+        message = inputs["image"]
+        meta = message["meta"]
+        geometry = LetterboxGeometry(**meta["letterbox"])
+        size = (geometry.target_h, geometry.target_w)
+        feedback = inputs.get("feedback")
+        feedback_mask = None if feedback is None else to_numpy(mask_to_model(feedback["mask"], size))
+        request = self._seed_request(message, geometry)
+        prior, events = self.tracker.frame(message["image"], feedback_mask, request)
+        if events.seeded or events.reseeded:
+            log.info("%s: frame %d: seeded %s, re-seeded %s", self.name, meta.get("frame_index", -1), events.seeded,
+                     events.reseeded)
+            self.seed_log.append((events.frame_index, events.seeded, events.reseeded))
+        meta["sam2"] = {"absent": list(events.absent), "object_scores": list(events.object_scores),
+                        "seeded": events.seeded, "reseeded": events.reseeded}
+        return {"prior": {**message, "prior": prior}}
+
+    def _seed_request(self, message: Message, geometry: LetterboxGeometry) -> SeedRequest | None:
+        c, t = self.config, self.tracker.frame_index + 1
+        size = (geometry.target_h, geometry.target_w)
+        if t in self.clicks:
+            return SeedRequest(prompts=click_prompts(self.clicks[t], c.num_classes, geometry))
+        if self.tracker.seeded:
+            return None
+        if c.seed.box is not None:
+            return SeedRequest(prompts=box_prompts(c.seed.box, c.seed.points, c.seed.class_id, c.num_classes, geometry))
+        if self.seed_mask is not None:
+            return SeedRequest(mask=self._model_mask(self.seed_mask, geometry, f"seed.mask {c.seed.mask}"))
+        gt = message.get("gt_mask") if c.seed.from_gt else None
+        if gt is not None and np.any(to_numpy(gt)):
+            return SeedRequest(mask=self._model_mask(to_numpy(gt), geometry, "gt_mask"))
+        return None
+
+    def _model_mask(self, mask: np.ndarray, geometry: LetterboxGeometry, what: str) -> np.ndarray:
+        if mask.shape != (geometry.source_h, geometry.source_w):
+            raise InputError(f"operators.{self.name}.{what}: mask {mask.shape} does not match the frame "
+                             f"{(geometry.source_h, geometry.source_w)}")
+        return mask_to_model(mask, (geometry.target_h, geometry.target_w))

@@ -1,0 +1,96 @@
+"""Synthetic clips: deterministic, scripted presence, masks aligned with the drawn instrument, tags."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from surgseg.engines.errors import InputError
+from surgseg.engines.synthetic import SyntheticClip, SyntheticClipConfig, synthetic_clip
+
+QUIET = dict(smoke=(), occlusion=(), glare=(), fast_motion=())
+
+
+def test_frames_masks_and_tags_have_the_contract_types():
+    frame, mask, tags = next(synthetic_clip(SyntheticClipConfig(size=(96, 64), frames=3, seed=1)))
+    assert frame.shape == (64, 96, 3) and frame.dtype == np.uint8
+    assert mask.shape == (64, 96) and mask.dtype == np.uint8
+    assert isinstance(tags, list)
+
+
+def test_same_seed_gives_identical_clips_and_other_seed_differs():
+    def frames(seed: int) -> list[np.ndarray]:
+        return [f for f, _, _ in synthetic_clip(SyntheticClipConfig(size=(64, 64), frames=12, seed=seed))]
+
+    first, again, other = frames(5), frames(5), frames(6)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_random_access_render_equals_streaming():
+    clip = SyntheticClip(SyntheticClipConfig(size=(64, 48), frames=10, seed=2))
+    streamed = list(clip)
+    frame, mask, tags = clip.render(7)
+    assert np.array_equal(frame, streamed[7][0]) and np.array_equal(mask, streamed[7][1]) and tags == streamed[7][2]
+
+
+def test_scripted_presence_enters_at_10_leaves_and_reenters():
+    config = SyntheticClipConfig(size=(80, 64), frames=40, seed=3, presence=((10, 20), (30, 40)), **QUIET)
+    visible = [bool(mask.any()) for _, mask, _ in synthetic_clip(config)]
+    assert visible == [10 <= t < 20 or 30 <= t < 40 for t in range(40)]
+    absent = ["absent" in tags for _, _, tags in synthetic_clip(config)]
+    assert absent == [not v for v in visible]
+
+
+def test_mask_is_exactly_where_the_instrument_changed_the_image():
+    size, frames = (96, 80), 6
+    with_tool = SyntheticClip(SyntheticClipConfig(size=size, frames=frames, seed=4, presence=((0, frames),), **QUIET))
+    empty = SyntheticClip(SyntheticClipConfig(size=size, frames=frames, seed=4, presence=(), **QUIET))
+    for t in range(frames):
+        frame, mask, _ = with_tool.render(t)
+        background, _, _ = empty.render(t)
+        change = np.abs(frame.astype(np.int16) - background).max(axis=2)
+        inside = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
+        near = cv2.dilate(mask, np.ones((25, 25), np.uint8)) > 0
+        assert inside.sum() > 50
+        assert np.mean(change[inside] > 12) > 0.95
+        assert change[~near].max() == 0
+
+
+def test_shaft_and_tip_classes_merge_into_one_instrument_class():
+    three = SyntheticClip(SyntheticClipConfig(size=(96, 80), frames=16, seed=7, presence=((0, 16),), num_classes=3))
+    two = SyntheticClip(SyntheticClipConfig(size=(96, 80), frames=16, seed=7, presence=((0, 16),), num_classes=2))
+    _, mask3, _ = three.render(8)
+    _, mask2, _ = two.render(8)
+    assert set(np.unique(mask3)) == {0, 1, 2}
+    assert set(np.unique(mask2)) == {0, 1}
+    np.testing.assert_array_equal(mask2, (mask3 > 0).astype(np.uint8))
+
+
+def test_event_tags_follow_the_schedule():
+    config = SyntheticClipConfig(size=(64, 64), frames=12, seed=8, presence=((0, 12),), smoke=((2, 5),),
+                                 glare=((6, 8),), fast_motion=((9, 11),), occlusion=())
+    tags = [t for _, _, t in synthetic_clip(config)]
+    assert [i for i, t in enumerate(tags) if "smoke" in t] == [2, 3, 4]
+    assert [i for i, t in enumerate(tags) if "glare" in t] == [6, 7]
+    assert [i for i, t in enumerate(tags) if "fast_motion" in t] == [9, 10]
+
+
+def test_occlusion_hides_part_of_the_instrument():
+    base = dict(size=(96, 80), frames=8, seed=9, presence=((0, 8),), smoke=(), glare=(), fast_motion=())
+    occluded = SyntheticClip(SyntheticClipConfig(occlusion=((0, 8),), **base))
+    clear = SyntheticClip(SyntheticClipConfig(occlusion=(), **base))
+    hidden = []
+    for t in range(8):
+        _, mask_o, tags = occluded.render(t)
+        _, mask_c, _ = clear.render(t)
+        assert np.all(mask_o <= mask_c)
+        hidden.append(("occlusion" in tags, int((mask_c > 0).sum() - (mask_o > 0).sum())))
+    assert any(tagged and count > 0 for tagged, count in hidden)
+
+
+@pytest.mark.parametrize("bad", [dict(num_classes=4), dict(size=(16, 64)), dict(frames=0), dict(smoke=((5, 2),))])
+def test_bad_config_is_an_input_error(bad):
+    with pytest.raises(InputError, match="synthetic"):
+        SyntheticClipConfig(**bad)

@@ -1,0 +1,123 @@
+"""Temporal filter: EMA on logits, hole filling, small-component removal, scene-cut reset, non-finite guard."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from surgseg.engines.errors import InputError
+from surgseg.engines.letterbox import letterbox_geometry
+from surgseg.engines.temporal import (
+    TemporalConfig,
+    TemporalFilter,
+    fill_class_holes,
+    histogram_distance,
+    remove_small_components,
+    scene_signature,
+)
+
+GREY = np.full((64, 64, 3), 128, np.uint8)
+
+
+def binary_logits(foreground: np.ndarray, strength: float = 4.0) -> np.ndarray:
+    """(2, h, w) logits: class 1 wins by `strength` where `foreground`, loses elsewhere."""
+    fg = np.where(foreground, strength, -strength).astype(np.float32)
+    return np.stack([np.zeros_like(fg), fg])
+
+
+def square(size: int = 64, lo: int = 16, hi: int = 48) -> np.ndarray:
+    region = np.zeros((size, size), bool)
+    region[lo:hi, lo:hi] = True
+    return region
+
+
+def test_ema_weights_current_frame_by_alpha():
+    filt = TemporalFilter(TemporalConfig(alpha=0.7, fill_holes=False, min_area=0))
+    filt.update(binary_logits(square(), 4.0), GREY)
+    filt.update(binary_logits(~square(), 4.0), GREY)
+    assert np.allclose(filt._ema[1, 32, 32], 0.7 * -4.0 + 0.3 * 4.0)
+
+
+def test_single_frame_flicker_is_suppressed():
+    filt = TemporalFilter(TemporalConfig(alpha=0.3, fill_holes=False, min_area=0))
+    for _ in range(3):
+        filt.update(binary_logits(square()), GREY)
+    flicker = filt.update(binary_logits(np.zeros((64, 64), bool)), GREY)
+    assert flicker.mask[16:48, 16:48].all()
+
+
+def test_alpha_one_disables_smoothing():
+    filt = TemporalFilter(TemporalConfig(alpha=1.0, fill_holes=False, min_area=0))
+    filt.update(binary_logits(square()), GREY)
+    result = filt.update(binary_logits(np.zeros((64, 64), bool)), GREY)
+    assert result.mask.sum() == 0
+
+
+def test_holes_inside_a_class_are_filled():
+    mask = square().astype(np.uint8)
+    mask[30:34, 30:34] = 0
+    fill_class_holes(mask, 1)
+    assert mask[16:48, 16:48].all()
+
+
+def test_background_touching_the_border_is_not_a_hole():
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:, 10:20] = 1
+    before = mask.copy()
+    fill_class_holes(mask, 1)
+    assert np.array_equal(mask, before)
+
+
+def test_components_under_min_area_are_removed():
+    mask = square().astype(np.uint8)
+    mask[2:5, 2:5] = 1  # 9 px speck
+    remove_small_components(mask, 1, min_area=10)
+    assert mask[2:5, 2:5].sum() == 0 and mask[16:48, 16:48].all()
+
+
+def test_scene_cut_resets_the_ema():
+    filt = TemporalFilter(TemporalConfig(alpha=0.2, fill_holes=False, min_area=0, scene_cut=0.5))
+    for _ in range(3):
+        filt.update(binary_logits(square()), GREY)
+    dark = np.full((64, 64, 3), 10, np.uint8)
+    result = filt.update(binary_logits(np.zeros((64, 64), bool)), dark)
+    assert result.scene_cut and result.mask.sum() == 0
+
+
+def test_same_scene_is_not_a_cut():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    shifted = np.roll(frame, 3, axis=1)
+    assert histogram_distance(scene_signature(frame), scene_signature(shifted)) < 0.1
+
+
+def test_non_finite_logits_hold_the_last_good_mask():
+    filt = TemporalFilter(TemporalConfig(fill_holes=False, min_area=0))
+    good = filt.update(binary_logits(square()), GREY)
+    bad_logits = binary_logits(np.zeros((64, 64), bool))
+    bad_logits[1, 0, 0] = np.nan
+    bad = filt.update(bad_logits, GREY)
+    assert bad.held and np.array_equal(bad.mask, good.mask)
+    after = filt.update(binary_logits(square()), GREY)
+    assert not after.held and np.isfinite(filt._ema).all()
+
+
+def test_mask_comes_back_at_source_resolution():
+    geometry = letterbox_geometry((90, 160), (64, 64))
+    logits = np.zeros((2, 64, 64), np.float32)
+    logits[1, geometry.top : geometry.top + geometry.resized_h, :] = 5.0
+    logits[1, geometry.top : geometry.top + geometry.resized_h, :32] = -5.0
+    result = TemporalFilter(TemporalConfig(min_area=0)).update(logits, np.zeros((90, 160, 3), np.uint8), geometry)
+    assert result.mask.shape == (90, 160)
+    assert result.mask[:, 90:].all() and not result.mask[:, :70].any()
+
+
+def test_confidence_is_mean_max_softmax():
+    logits = binary_logits(square(), strength=np.log(3.0))  # p = 0.75 everywhere
+    result = TemporalFilter().update(logits, GREY)
+    assert result.confidence == pytest.approx(0.75, abs=1e-5)
+
+
+def test_bad_alpha_is_refused():
+    with pytest.raises(InputError, match="alpha"):
+        TemporalConfig(alpha=0.0)
