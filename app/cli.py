@@ -13,6 +13,7 @@ log = logging.getLogger("surgseg")
 
 # Each module defines `register(subparsers)`; handlers import their heavy dependencies lazily.
 COMMAND_MODULES = (
+    "surgseg.app.cmd_record",
     "surgseg.app.cmd_graph",
     "surgseg.app.cmd_demo",
     "surgseg.app.cmd_weights",

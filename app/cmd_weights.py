@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               ("download", "download a checkpoint into the cache (resumable, checksummed)"),
                               ("verify", "compute a cached file's SHA-256 and compare with the expected one")):
         sub = actions.add_parser(action, help=help_text)
-        sub.add_argument("--cache", type=Path, help="cache folder (default $SURGSEG_WEIGHTS_DIR or ~/.cache/surgseg/sam2)")
+        sub.add_argument("--cache", type=Path,
+                         help="cache folder (default $SURGSEG_WEIGHTS_DIR or ~/.cache/surgseg/sam2)")
         if action != "list":
             sub.add_argument("name", help="checkpoint name, e.g. sam2.1_hiera_tiny (or tiny)")
             sub.add_argument("--sha256", help="expected SHA-256 (overrides the known one)")
@@ -37,7 +38,7 @@ def run_list(args: argparse.Namespace) -> int:
     folder = cache_dir(args.cache)
     table = Table(title=f"SAM 2 checkpoints (cache: {folder})")
     for column in ("name", "size (approx.)", "SHA-256", "cached", "URL"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for record in CHECKPOINTS.values():
         cached = (folder / record.filename).is_file()
         table.add_row(record.name, f"{record.approx_mib} MiB", record.sha256 or "unknown",

@@ -2,8 +2,10 @@
 
 Steps: (1) a small refiner trained on synthetic clips with simulated SAM 2 priors, exported to ONNX, cached under
 `out/demo/refiner` and reused while the training settings' fingerprint is unchanged; (2) a separate synthetic clip
-(mp4 + ground-truth masks); (3) `graphs/replay.yaml` over that clip (streaming SAM 2 → refiner → EMA → overlay),
-writing `out/overlay.mp4`, `out/metrics.json`, `out/latency.json`; (4) a contact sheet PNG and a summary.
+(mp4, PNG frames, ground-truth masks); (3) `graphs/replay.yaml` over that clip (streaming SAM 2 → refiner → EMA →
+overlay), its source switched to the clip's PNG frames + masks so that the metrics have ground truth and SAM 2 is
+seeded from the first ground-truth mask, writing `out/overlay.mp4`, `out/metrics.json`, `out/latency.json`; (4) a
+contact sheet PNG and a summary.
 Without a SAM 2 checkpoint the model runs with random weights: its priors are noise and the refiner carries the
 segmentation (it was trained with prior dropout); the run says so.
 """
@@ -37,13 +39,13 @@ class DemoConfig:
     """Synthetic frames (width, height)."""
     clip_frames: int = 40
     clip_seed: int = 4242
-    model_size: tuple[int, int] = (256, 320)
+    model_size: tuple[int, int] = (192, 240)
     """Refiner and Preproc input (height, width); SAM 2 sees it stretched to `sam2_size`²."""
     sam2_size: int = 256
     sam2_checkpoint: Path | None = None
     train_clips: int = 5
     train_frames: int = 24
-    train_minutes: float = 1.5
+    train_minutes: float = 2.0
     train_epochs: int = 40
     refiner: str = "nano"
     prior_dropout: float = 0.5
@@ -194,8 +196,9 @@ def replay_overrides(config: DemoConfig, clip: dict[str, Path], artifact: Path, 
     out = config.out
     h, w = config.model_size
     overrides = [
-        f"operators.source.path={clip['video']}",
-        f"operators.source.masks={clip['masks']}",
+        # the clip's lossless frames with their ground truth (VideoFileSource carries no masks), for the metrics
+        f"operators.source={{type: ImageFolderSource, path: {clip['frames']}, masks: {clip['masks']}, num_classes: 2, "
+        f"sequence: demo}}",
         f"operators.preproc.size=[{h}, {w}]",
         f"operators.prior.image_size={config.sam2_size}",
         f"operators.prior.checkpoint={'null' if checkpoint is None else checkpoint}",

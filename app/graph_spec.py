@@ -113,11 +113,14 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         value = text
     node: Any = raw
     for depth, key in enumerate(keys[:-1]):
+        inside_operator = depth >= 2 and keys[0] == "operators"
+        if isinstance(node, dict) and key not in node and inside_operator:
+            node[key] = {}  # a nested parameter the YAML left at its default; the operator's config validates it
         if not isinstance(node, dict) or key not in node:
             raise InputError(f"--set {dotted}: no key '{'.'.join(keys[:depth + 1])}' in the graph")
         node = node[key]
     last = keys[-1]
-    is_operator_param = len(keys) == 3 and keys[0] == "operators"
+    is_operator_param = len(keys) >= 3 and keys[0] == "operators"
     if not isinstance(node, dict) or (last not in node and not is_operator_param):
         raise InputError(f"--set {dotted}: no key '{dotted}' in the graph")
     node[last] = value

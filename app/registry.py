@@ -17,6 +17,17 @@ from surgseg.engines.errors import InputError
 # name → "module:Class" (imported only when a graph uses it, so a missing optional dependency of one
 # operator never breaks graphs that don't use it)
 OPERATORS: dict[str, str] = {
+    "VideoFileSource": "surgseg.operators.video_file_source:VideoFileSource",
+    "ImageFolderSource": "surgseg.operators.image_folder_source:ImageFolderSource",
+    "SyntheticSource": "surgseg.operators.synthetic_source:SyntheticSource",
+    "V4L2Source": "surgseg.operators.v4l2_source:V4L2Source",
+    "TensorToFrame": "surgseg.operators.tensor_to_frame:TensorToFrame",
+    "FrameToTensor": "surgseg.operators.frame_to_tensor:FrameToTensor",
+    "VideoFileSink": "surgseg.operators.video_file_sink:VideoFileSink",
+    "MaskSink": "surgseg.operators.mask_sink:MaskSink",
+    "MetricsSink": "surgseg.operators.metrics_sink:MetricsSink",
+    "QAMonitor": "surgseg.operators.qa_monitor:QAMonitor",
+    "LatencyReport": "surgseg.operators.latency_report:LatencyReport",
     "TestPatternSource": "surgseg.operators.test_pattern_source:TestPatternSource",
     "PassThrough": "surgseg.operators.pass_through:PassThrough",
     "FrameCounterSink": "surgseg.operators.frame_counter_sink:FrameCounterSink",
@@ -25,6 +36,7 @@ OPERATORS: dict[str, str] = {
     "Refiner": "surgseg.operators.refiner:Refiner",
     "TemporalEMA": "surgseg.operators.temporal_ema:TemporalEMA",
     "Overlay": "surgseg.operators.overlay:Overlay",
+    "DebugSnapshot": "surgseg.operators.debug_snapshot:DebugSnapshot",
 }
 
 HOLOSCAN_BUILTINS = (

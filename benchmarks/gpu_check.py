@@ -16,11 +16,13 @@ Usage: python benchmarks/gpu_check.py [--checkpoint runs/x/best.pt] [--graph-fra
 from __future__ import annotations
 
 import argparse
+import importlib.metadata as md
 import importlib.util
 import json
 import logging
 import os
 import re
+import site
 import statistics
 import subprocess
 import sys
@@ -54,22 +56,55 @@ class Row:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+def add_import_path(path: Path, site_dir: bool = False) -> None:
+    """Importable here and in the subprocesses this check starts; `site_dir` also runs the folder's .pth files."""
+    if site_dir:
+        site.addsitedir(str(path))
+    elif str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")]))
+
+
+def install_wheels() -> Row:
+    """Install the wheels of `.whl/` whose distribution is missing here (pip --no-index --target) and use them."""
+    name = "wheels from .whl/"
+    wheels = sorted((REPO / ".whl").glob("*.whl"))
+    if not wheels:
+        return Row(name, "skipped", "no .whl/ folder (benchmarks/gpu_wheels.sh makes one)")
+    python_tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    wanted = [w for w in wheels if _missing(w.name.split("-")[0]) and w.name.split("-")[-3] in (python_tag, "py3")]
+    if not wanted:
+        return Row(name, "ok", "everything already installed")
+    target = Path(tempfile.gettempdir()) / "surgseg-gpu-site"
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--upgrade",
+               "--target", str(target), *map(str, wanted)]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    add_import_path(target, site_dir=True)  # .pth files: holoscan's wheel finishes its install through one
+    return Row(name, "ok", f"{len(wanted)} installed into {target}", "",
+               {"wheels": [w.name for w in wanted]})
+
+
+def _missing(distribution: str) -> bool:
+    try:
+        md.version(distribution.replace("_", "-"))
+    except md.PackageNotFoundError:
+        return True
+    return False
+
+
 def ensure_importable() -> str:
     """Make `surgseg` and `benchmarks` importable (here and in subprocesses); say how."""
-    env_path = [str(REPO)]
-    note = "surgseg installed"
-    if importlib.util.find_spec("surgseg") is None or importlib.util.find_spec("surgseg.engines") is None:
-        site = Path(tempfile.mkdtemp(prefix="surgseg-src-"))
-        (site / "surgseg").mkdir()
-        for name in PACKAGES:
-            (site / "surgseg" / name).symlink_to(REPO / name, target_is_directory=True)
-        env_path.append(str(site))
-        note = f"surgseg not installed: imported from the source tree via {site}"
-    for entry in reversed(env_path):
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
-    os.environ["PYTHONPATH"] = os.pathsep.join([*env_path, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return note
+    add_import_path(REPO)
+    if importlib.util.find_spec("surgseg") is not None and importlib.util.find_spec("surgseg.engines") is not None:
+        return "surgseg installed"
+    source = Path(tempfile.gettempdir()) / "surgseg-src"
+    (source / "surgseg").mkdir(parents=True, exist_ok=True)
+    for name in PACKAGES:
+        link = source / "surgseg" / name
+        if not link.is_symlink():
+            link.symlink_to(REPO / name, target_is_directory=True)
+    add_import_path(source)
+    return f"surgseg not installed: imported from the source tree via {source}"
 
 
 def environment() -> dict[str, Any]:
@@ -89,6 +124,7 @@ def environment() -> dict[str, Any]:
         "onnxruntime": _version("onnxruntime"),
         "sam2": _version("sam2"),
         "holoscan": _version("holoscan"),
+        "av": _version("av"),
     }
 
 
@@ -210,16 +246,25 @@ def replay_graph(env: dict[str, Any], artifact, frames: int, budget_s: float) ->
         return Row(name, "skipped", f"{REPLAY_GRAPH.relative_to(REPO)} does not exist yet")
     if env["holoscan"] is None:
         return Row(name, "skipped", "holoscan does not import (bring holoscan-cu12 + nvidia-cuda-runtime-cu12)")
+    if env["av"] is None:
+        return Row(name, "skipped", "PyAV missing: the graph's VideoFileSource cannot read the synthetic clip")
+    if env["sam2"] is None:
+        return Row(name, "skipped", "sam2 not installed (bring it in .whl/)")
+    from surgseg.training.synth_dataset import SynthDatasetConfig, write_synthetic_dataset
+
     frames = frames if env["cuda"] else min(frames, 5)
     with tempfile.TemporaryDirectory() as tmp:
-        latency = Path(tmp) / "latency.json"
-        overrides = graph_overrides(artifact, latency, env["cuda"])
+        folder = Path(tmp)
+        write_synthetic_dataset(SynthDatasetConfig(out=folder / "clip", clips=1, frames=frames,
+                                                   size=(FRAME_SIZE[1], FRAME_SIZE[0]), num_classes=2))
+        overrides = graph_overrides(artifact, folder, env["cuda"])
         command = [sys.executable, "-m", "surgseg.app.cli", "run", str(REPLAY_GRAPH), "--frames", str(frames)]
         command += [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]
         try:
             done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=budget_s)
         except subprocess.TimeoutExpired:
             return Row(name, "FAIL", f"timed out after {budget_s:.0f} s ({frames} frames)")
+        latency = folder / "latency.json"
         if done.returncode != 0 or not latency.is_file():
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             return Row(name, "FAIL", f"exit {done.returncode}: {last[0][:160]}", "", {"command": command})
@@ -230,17 +275,20 @@ def replay_graph(env: dict[str, Any], artifact, frames: int, budget_s: float) ->
     return Row(name, "ok", f"{text}, {frames} frames", "", {**percentiles, "frames": frames, "overrides": overrides})
 
 
-def graph_overrides(artifact, latency: Path, cuda: bool) -> dict[str, str]:
-    """`--set` keys for replay_fast.yaml: a synthetic 1280×720 source, this check's refiner, the latency file."""
+def graph_overrides(artifact, folder: Path, cuda: bool) -> dict[str, str]:
+    """`--set` keys pointing replay_fast.yaml at the synthetic clip, this check's refiner and a latency file."""
     h, w = artifact.input_size
+    clip = folder / "clip" / "clip_000"
     return {
         "device": "cuda" if cuda else "cpu",
-        "operators.source.type": "SyntheticSource",
-        "operators.source.size": f"[{FRAME_SIZE[1]}, {FRAME_SIZE[0]}]",
+        "operators.source.path": str(clip / "clip.mp4"),
+        "operators.source.masks": str(clip / "masks"),
         "operators.preproc.size": f"[{h}, {w}]",
+        "operators.prior.image_size": "512" if cuda else "256",
         "operators.refiner.size": f"[{h}, {w}]",
         "operators.refiner.artifact": str(artifact.metadata_path.with_name("refiner.onnx")),
-        "operators.latency.path": str(latency),
+        "operators.metrics.path": str(folder / "metrics.json"),
+        "operators.latency.path": str(folder / "latency.json"),
     }
 
 
@@ -303,12 +351,13 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     started = time.perf_counter()
+    rows = guarded("wheels from .whl/", install_wheels)
     note = ensure_importable()
     from benchmarks.common import write_result
 
     env = environment()
     log.info("environment: %s (%s)", env, note)
-    rows = guarded("CUDA-marked tests", lambda: run_cuda_tests(env, 150))
+    rows += guarded("CUDA-marked tests", lambda: run_cuda_tests(env, 150))
     with tempfile.TemporaryDirectory() as tmp:
         exported: list = []
         rows += guarded("refiner export", lambda: _export_row(Path(tmp), args.checkpoint, exported))

@@ -42,7 +42,8 @@ class Clip:
     """A synthetic clip preprocessed once, played forwards and backwards forever (no decode cost in timings)."""
 
     def __init__(self, engine: StreamingSAM2) -> None:
-        clip = list(synthetic_clip(SyntheticClipConfig(size=(320, 256), frames=CLIP_FRAMES, num_classes=2)))
+        config = SyntheticClipConfig(size=(320, 256), frames=CLIP_FRAMES, num_classes=2, presence=((0, CLIP_FRAMES),))
+        clip = list(synthetic_clip(config))
         self.prompts = prompts_from_mask(clip[0][1], 2)
         self.images = [engine.preprocess(frame) for frame, _, _ in clip]
         self.order = itertools.cycle(list(range(CLIP_FRAMES)) + list(range(CLIP_FRAMES - 2, 0, -1)))

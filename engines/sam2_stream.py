@@ -83,10 +83,10 @@ class StreamOutput:
 
 @dataclass
 class _Entry:
-    """One stored frame of one object: memory features (bf16, None for pointer-only), pointer, object score."""
+    """One stored frame of one object: memory features (bf16), object pointer, object score."""
 
     frame: int
-    features: torch.Tensor | None
+    features: torch.Tensor
     obj_ptr: torch.Tensor
     score: float
 
@@ -155,10 +155,8 @@ class StreamingSAM2:
         self._num_classes = 0
         self._banks: dict[int, _ObjectBank] = {}
         self._frame = -1
-        self._seed_frame = 0
         self._features: _Features | None = None
         self._maskmem_pos: torch.Tensor | None = None
-        self._last: StreamOutput | None = None
 
     # ---------------------------------------------------------------- inputs
     def preprocess(self, frame: np.ndarray) -> torch.Tensor:
@@ -173,7 +171,8 @@ class StreamingSAM2:
         if isinstance(frame, torch.Tensor):
             s = self.image_size
             if tuple(frame.shape) != (1, 3, s, s) or not frame.is_floating_point():
-                raise InputError(f"image: expected a (1,3,{s},{s}) float tensor, got {tuple(frame.shape)} {frame.dtype}")
+                raise InputError(f"image: expected a (1,3,{s},{s}) float tensor, "
+                                 f"got {tuple(frame.shape)} {frame.dtype}")
             return frame.to(self.device, torch.float32)
         return self.preprocess(frame)
 
@@ -186,7 +185,6 @@ class StreamingSAM2:
         self._num_classes = prompts.num_classes
         self._banks = {}
         self._frame = 0
-        self._seed_frame = 0
         self._features = self._encode(self._as_input(frame))
         for class_id in sorted(prompts.classes):
             self._banks[class_id] = _ObjectBank()
@@ -200,7 +198,7 @@ class StreamingSAM2:
         self._commit_all()
         self._frame += 1
         self._features = self._encode(self._as_input(frame))
-        write = self.config.max_memories > 0 and (self._frame - self._seed_frame) % self.config.memory_every == 0
+        write = self.config.max_memories > 0 and self._frame % self.config.memory_every == 0
         for bank in self._banks.values():
             low, high, ptr, score = self._decode(bank, point_inputs=None)
             bank.pending = _Pending(self._frame, low, high, score, ptr, cond=False, from_points=False, encode=write)
@@ -354,9 +352,7 @@ class StreamingSAM2:
         count = len(bank.memories)
         ranked += [(min(count - 1 - i, num_maskmem - 2), e) for i, e in enumerate(bank.memories)]
         for tpos_index, entry in ranked:
-            if entry.features is None:
-                continue
-            memory.append(entry.features.to(self.device).flatten(2).permute(2, 0, 1))
+            memory.append(entry.features.to(self.device).float().flatten(2).permute(2, 0, 1))
             pos = self._maskmem_pos.flatten(2).permute(2, 0, 1)
             memory_pos.append(pos + model.maskmem_tpos_enc[tpos_index])
         num_ptr_tokens = 0
@@ -411,24 +407,26 @@ class StreamingSAM2:
                 del bank.pointers[f]
 
     def _commit(self, bank: _ObjectBank, p: _Pending) -> None:
-        """Encode the pending frame's memory (if due) and store it, pruning to the configured bounds."""
-        features = None
-        if p.encode:
-            with self._autocast():
-                features, pos = self.model._encode_new_memory(
-                    current_vision_feats=self._features.vision_feats, feat_sizes=self._features.feat_sizes,
-                    pred_masks_high_res=p.high_res, object_score_logits=p.score_logits,
-                    is_mask_from_pts=p.from_points)
-            features = features.to(torch.bfloat16)
-            if self._maskmem_pos is None:
-                self._maskmem_pos = pos[-1][0:1].float().clone()
-        entry = _Entry(p.frame, features, p.obj_ptr, float(p.score_logits.reshape(-1)[0]))
+        """Store the pending frame: its pointer, and its memory (encoded now) when due, pruning to the bounds."""
+        if not p.encode:
+            bank.pointers[p.frame] = p.obj_ptr
+            return
+        entry = _Entry(p.frame, self._encode_memory(p), p.obj_ptr, float(p.score_logits.reshape(-1)[0]))
         if p.cond:
             self._add_cond(bank, entry)
         else:
             bank.pointers[p.frame] = p.obj_ptr
-            if features is not None:
-                self._add_memory(bank, entry)
+            self._add_memory(bank, entry)
+
+    def _encode_memory(self, p: _Pending) -> torch.Tensor:
+        """SAM 2's memory encoder on the pending mask; stored in bfloat16 as the video predictor does."""
+        with self._autocast():
+            features, pos = self.model._encode_new_memory(
+                current_vision_feats=self._features.vision_feats, feat_sizes=self._features.feat_sizes,
+                pred_masks_high_res=p.high_res, object_score_logits=p.score_logits, is_mask_from_pts=p.from_points)
+        if self._maskmem_pos is None:
+            self._maskmem_pos = pos[-1][0:1].float().clone()
+        return features.to(torch.bfloat16)
 
     def _add_cond(self, bank: _ObjectBank, entry: _Entry) -> None:
         bank.memories = [e for e in bank.memories if e.frame != entry.frame]
@@ -468,5 +466,4 @@ class StreamingSAM2:
             scores[class_id - 1] = score
             if not gone:
                 logits[class_id - 1] = bank.pending.low_res[0, 0]
-        self._last = StreamOutput(self._frame, logits, scores, tuple(absent))
-        return self._last
+        return StreamOutput(self._frame, logits, scores, tuple(absent))

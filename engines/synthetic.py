@@ -452,10 +452,11 @@ def _instrument_layer(
     jaw_a = np.zeros_like(a)
     jaw_rgb = np.zeros((len(a), 3), np.float32)
     near = np.nonzero(a >= depth - 1.0)[0]
+    along_tip = a[near] - depth
     for side in (1.0, -1.0):
-        cover, rgb = _jaw(a[near] - depth, c[near] - side * 0.3 * r, side * pose.opening / 2, r, pose.roll, inst.tip_rgb)
-        take = near[cover > jaw_a[near]]
-        jaw_rgb[take] = rgb[cover > jaw_a[near]]
+        cover, rgb = _jaw(along_tip, c[near] - side * 0.3 * r, side * pose.opening / 2, r, pose.roll, inst.tip_rgb)
+        better = cover > jaw_a[near]
+        jaw_rgb[near[better]] = rgb[better]
         jaw_a[near] = np.maximum(jaw_a[near], cover)
     joint_a = body * is_joint
     tip_a = np.maximum(joint_a, jaw_a)

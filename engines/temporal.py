@@ -9,6 +9,8 @@ pixels. numpy + OpenCV on the CPU; torch on CUDA with cupyx.scipy.ndimage for th
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,8 @@ import numpy as np
 from surgseg.engines.array_backend import array_kind, is_on_device
 from surgseg.engines.errors import InputError
 from surgseg.engines.letterbox import LetterboxGeometry, unletterbox
+
+log = logging.getLogger(__name__)
 
 HISTOGRAM_BINS = 32
 SIGNATURE_SIDE = 64
@@ -129,6 +133,11 @@ def _all_finite(logits: Any) -> bool:
     return bool(torch.isfinite(logits).all())
 
 
+@functools.cache
+def _warn_host_cleanup() -> None:
+    log.warning("cupy missing: hole filling and component removal run on the host (one mask copy each way)")
+
+
 def fill_class_holes(mask: np.ndarray, class_id: int) -> np.ndarray:
     """Background pixels enclosed by `class_id` (not reachable from the border) become `class_id`, in place."""
     outside = np.pad((mask != class_id).astype(np.uint8), 1, constant_values=1)
@@ -190,10 +199,15 @@ class _TorchOps:
 
     @staticmethod
     def clean(mask: Any, num_classes: int, fill_holes: bool, min_area: int) -> Any:
-        import cupy
         import torch
-        from cupyx.scipy import ndimage
 
+        try:
+            import cupy
+            from cupyx.scipy import ndimage
+        except ImportError:
+            _warn_host_cleanup()
+            host = _NumpyOps.clean(mask.cpu().numpy(), num_classes, fill_holes, min_area)
+            return torch.from_numpy(host).to(mask.device)
         view = cupy.from_dlpack(mask)
         eight = cupy.ones((3, 3), dtype=bool)
         for class_id in range(1, num_classes):

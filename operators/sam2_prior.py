@@ -122,7 +122,8 @@ class SAM2Prior(SurgsegOperator):
                      events.reseeded)
             self.seed_log.append((events.frame_index, events.seeded, events.reseeded))
         meta["sam2"] = {"absent": list(events.absent), "object_scores": list(events.object_scores),
-                        "seeded": events.seeded, "reseeded": events.reseeded}
+                        "seeded": events.seeded, "reseeded": events.reseeded,
+                        "memory": self.tracker.engine.memory_state()}
         return {"prior": {**message, "prior": prior}}
 
     def _seed_request(self, message: Message, geometry: LetterboxGeometry) -> SeedRequest | None:

@@ -264,3 +264,21 @@ def test_refined_mask_conditions_every_k_frames():
     tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
     events = run(tracker, [PRESENT] * 6)
     assert [e.conditioned for e in events] == [False, False, True, False, True, False]
+
+
+# ------------------------------------------------------------------------------------------------ DebugSnapshot
+def test_debug_snapshot_writes_every_nth_frame_with_an_index(tmp_path):
+    import json
+
+    from surgseg.operators.debug_snapshot import DebugSnapshot, DebugSnapshotConfig
+
+    op = DebugSnapshot(Fragment(), name="snap", config=DebugSnapshotConfig(folder=str(tmp_path), every=2))
+    for index in range(5):
+        message = {**preprocessed(index), "mask": box_mask()}
+        message["meta"]["sam2"] = {"object_scores": [1.5], "memory": {1: {"memory_frames": [0]}}}
+        op.process({"in": message})
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["frame_000000.npz", "frame_000002.npz", "frame_000004.npz"]
+    with np.load(tmp_path / "frame_000002.npz") as saved:
+        assert saved["image"].shape == (1, 3, *MODEL) and saved["mask"].shape == FRAME_HW
+    lines = [json.loads(line) for line in (tmp_path / "index.jsonl").read_text().splitlines()]
+    assert [line["frame_index"] for line in lines] == [0, 2, 4] and lines[0]["object_scores"] == [1.5]

@@ -92,6 +92,14 @@ def test_checkpoint_without_metadata_key_is_refused(tmp_path):
         artifact_from_checkpoint(meta, save_tiny_checkpoint(tmp_path / "b.pt"), tmp_path)
 
 
+def test_trt_without_gpu_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    checkpoint = save_tiny_checkpoint(tmp_path / "b.pt")
+    with pytest.raises(InputError, match="--trt: needs a CUDA GPU"):
+        export_refiner(ExportConfig(checkpoint=checkpoint, out=tmp_path / "models", trt=True))
+    assert not (tmp_path / "models").exists()
+
+
 def test_int8_without_index_is_refused(tmp_path):
     with pytest.raises(InputError, match="--index"):
         ExportConfig(checkpoint=tmp_path / "b.pt", out=tmp_path, trt=True, int8=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from surgseg.engines.errors import InputError
 from surgseg.training.refiner_net import load_refiner
@@ -108,3 +109,15 @@ def test_temporal_consistency_pairs_adjacent_frames(tmp_path: Path) -> None:
     with (tmp_path / "run" / "log.csv").open() as f:
         row = next(csv.DictReader(f))
     assert summary["steps"] == 3 and float(row["loss_temporal"]) > 0
+
+
+def test_cli_trains_from_yaml_and_exits_2_on_a_bad_key(tmp_path: Path) -> None:
+    from surgseg.app.cli import main
+
+    config = tiny_config(tmp_path, epochs=1, max_steps=None)
+    good, bad = tmp_path / "train.yaml", tmp_path / "bad.yaml"
+    good.write_text(yaml.safe_dump(config))
+    bad.write_text(yaml.safe_dump({**config, "model": {"size": "huge"}}))
+    assert main(["train", "--config", str(good)]) == 0
+    assert (tmp_path / "run" / "summary.json").is_file()
+    assert main(["train", "--config", str(bad)]) == 2

@@ -6,7 +6,6 @@ import hashlib
 import http.server
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 

@@ -153,6 +153,11 @@ def read_index(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+def classes_present(mask: np.ndarray) -> list[int]:
+    """Foreground class ids found in a class-id mask."""
+    return [int(c) for c in np.nonzero(np.bincount(mask.ravel(), minlength=1))[0] if c > 0]
+
+
 def read_image_rgb(path: Path) -> np.ndarray:
     """HxWx3 uint8 RGB, fully decoded so a truncated file is an InputError naming it."""
     from PIL import Image
@@ -190,7 +195,7 @@ def _index_pair(
         "mask_path": str(out_mask.resolve()),
         "video_id": video_id,
         "frame_id": frame_id,
-        "classes_present": [int(c) for c in np.unique(standard.mask) if c > 0],
+        "classes_present": classes_present(standard.mask),
         "width": int(image.shape[1]),
         "height": int(image.shape[0]),
     }

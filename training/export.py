@@ -18,14 +18,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from surgseg.engines.atomic import atomic_path
 from surgseg.engines.errors import InputError
-from surgseg.engines.preprocess import mask_to_model, model_input
 from surgseg.engines.refiner_artifact import (
     INPUT_NAMES,
     METADATA_NAME,
@@ -42,7 +40,6 @@ from surgseg.engines.trt_engine import (
     require_gate,
     timing_cache_path,
 )
-from surgseg.training.prior_simulator import simulate_prior
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +101,8 @@ def export_refiner(config: ExportConfig) -> ExportReport:
     """Load the checkpoint, export it to `config.out`, check it, and build a TensorRT engine when asked."""
     from surgseg.training.refiner_net import load_refiner
 
+    if config.trt:
+        require_tensorrt()
     model, meta = load_refiner(config.checkpoint)
     artifact = artifact_from_checkpoint(meta, config.checkpoint, config.out)
     if config.index is not None:
@@ -142,8 +141,12 @@ def exporter_versions() -> dict[str, str]:
     import onnx
     import onnxruntime
 
+    try:
+        surgseg = md.version("surgseg")
+    except md.PackageNotFoundError:
+        surgseg = "source tree (not installed)"
     return {
-        "surgseg": md.version("surgseg"),
+        "surgseg": surgseg,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
@@ -228,16 +231,23 @@ def compare_backends(model: nn.Module, artifact: RefinerArtifact, inputs: Valida
     return diffs
 
 
+def require_tensorrt():
+    """The `tensorrt` module, or an InputError saying what this machine lacks."""
+    if not torch.cuda.is_available():
+        raise InputError("--trt: needs a CUDA GPU (torch sees none)")
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise InputError(f"--trt: the tensorrt package with TensorRT's libraries is needed ({exc})") from None
+    return tensorrt
+
+
 def build_checked_engine(
     artifact: RefinerArtifact, inputs: ValidationInputs, precision: str,
     calibration: ValidationInputs | None = None, min_iou: float | None = None,
 ) -> dict[str, Any]:
     """Build (or rebuild) the TensorRT engine beside the ONNX; keep it only if it passes the accuracy gate."""
-    import importlib.util
-
-    if not torch.cuda.is_available() or importlib.util.find_spec("tensorrt") is None:
-        raise InputError("--trt: needs a CUDA GPU and the tensorrt package (TensorRT's libraries)")
-    import tensorrt as trt
+    trt = require_tensorrt()
 
     onnx_path, gpu = artifact.file("onnx"), torch.cuda.get_device_name()
     final = engine_path(onnx_path, gpu, trt.__version__, precision)
@@ -271,54 +281,19 @@ def synthetic_inputs(artifact: RefinerArtifact, count: int, seed: int) -> Valida
 def inputs_from_index(
     index: Path, artifact: RefinerArtifact, count: int, splits: tuple[str, ...], seed: int
 ) -> ValidationInputs:
-    """`count` frames drawn (seeded) from the index rows of `splits` (all rows if none is marked), letterboxed and
-    normalised, each with a simulated SAM 2-like prior made from its ground-truth mask."""
-    rows = read_index(index)
-    chosen = [row for row in rows if row.get("split") in splits] or rows
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(chosen), size=min(count, len(chosen)), replace=False)
-    pairs = [frame_inputs(chosen[i], index.parent, artifact, rng) for i in sorted(picks)]
-    which = "/".join(splits) if chosen is not rows else "all"
+    """`count` frames drawn (seeded) from the index rows of `splits` (all rows if none is marked), prepared as
+    training's validation prepares them: letterboxed, normalised, with a fixed simulated SAM 2-like prior."""
+    from surgseg.training.augment import TripletTransform  # albumentations: only needed with an index
+    from surgseg.training.refiner_dataset import RefinerDataset, read_samples
+
+    samples = read_samples(index)
+    chosen = [sample for sample in samples if sample.split in splits]
+    which = "/".join(splits) if chosen else "all splits"
+    chosen = chosen or samples
+    picks = np.random.default_rng(seed).choice(len(chosen), size=min(count, len(chosen)), replace=False)
+    dataset = RefinerDataset([chosen[i] for i in sorted(picks)], artifact.num_classes,
+                             TripletTransform(artifact.input_size, train=False), fresh_priors=False, cache=False,
+                             seed=seed)
+    items = (dataset.item(i, aug_seed=0) for i in range(len(dataset)))
+    pairs = [(item["image"][None].numpy(), item["prior"][None].numpy()) for item in items]
     return ValidationInputs(pairs, f"index: {len(pairs)} frames ({which}) of {index}, simulated priors")
-
-
-def read_index(index: Path) -> list[dict[str, Any]]:
-    try:
-        lines = index.read_text().splitlines()
-    except OSError as exc:
-        raise InputError(f"{index}: cannot read the index ({exc.strerror})") from None
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(f"{index}:{number}: not a JSON line") from None
-        if not isinstance(row, dict) or "image_path" not in row or "mask_path" not in row:
-            raise InputError(f"{index}:{number}: row needs image_path and mask_path")
-        rows.append(row)
-    if not rows:
-        raise InputError(f"{index}: no rows")
-    return rows
-
-
-def frame_inputs(
-    row: dict[str, Any], root: Path, artifact: RefinerArtifact, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """(image (1,3,H,W) normalised, prior (1,C-1,H,W)) for one index row."""
-    image_path, mask_path = (_resolve(row[key], root) for key in ("image_path", "mask_path"))
-    bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-    if bgr is None or mask is None:
-        raise InputError(f"{image_path if bgr is None else mask_path}: unreadable image")
-    image, _ = model_input(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), artifact.input_size, artifact.mean, artifact.std)
-    prior = simulate_prior(mask_to_model(mask, artifact.input_size), artifact.num_classes, rng)
-    if artifact.prior_encoding == "probabilities":
-        prior = 1.0 / (1.0 + np.exp(-prior))
-    return image, np.ascontiguousarray(prior[None], dtype=np.float32)
-
-
-def _resolve(path: str, root: Path) -> Path:
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() or candidate.exists() else root / candidate

@@ -85,7 +85,8 @@ def standardise_mask(
     """Class-id mask from raw pixels; `source` names the file in errors."""
     if raw.ndim == 3 and raw.shape[2] >= 3:
         rgb = raw[..., :3]
-        if colour_map is None and (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+        grey = np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
+        if colour_map is None and grey:
             raw = rgb[..., 0]
         else:
             return _from_colour(rgb, source, num_classes, colour_map)
@@ -94,6 +95,8 @@ def standardise_mask(
     if int(raw.max()) < num_classes:
         return StandardMask(raw.astype(np.uint8), "palette" if palette else "ids", 0)
     if raw.dtype == np.uint8 and _looks_binary(raw, num_classes):
+        if not np.any((raw != 0) & (raw != 255)):
+            return StandardMask((raw == 255).astype(np.uint8), "binary", 0)
         snapped, changed = _snap(raw[..., None], np.array([[0], [255]]), source)
         return StandardMask(snapped, "binary", changed)
     values = np.unique(raw)
@@ -119,8 +122,8 @@ def _snap(pixels: np.ndarray, levels: np.ndarray, source: str) -> tuple[np.ndarr
     codes = np.zeros(pixels.shape[:2], np.int32)
     for c in range(channels):
         codes = (codes << 8) | pixels[..., c].astype(np.int32)
-    values, inverse = np.unique(codes, return_inverse=True)
-    inverse = inverse.reshape(codes.shape)
+    values = np.unique(codes)
+    inverse = np.searchsorted(values, codes)
     colours = (values[:, None] >> (8 * np.arange(channels - 1, -1, -1))) & 255
     distances = np.abs(colours[:, None, :] - levels[None, :, :].astype(np.int32)).sum(axis=-1)
     index = distances.argmin(axis=1).astype(np.uint8)[inverse]

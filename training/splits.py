@@ -129,7 +129,9 @@ def split_summary(rows: list[dict[str, Any]], num_classes: int) -> list[dict[str
             "frames": len(members),
             "share": len(members) / max(1, len(rows)),
             "groups": len({row.get("group") for row in members}),
-            "class_frames": [sum(c in row["classes_present"] for row in members) for c in range(1, num_classes)],
+            "class_frames": [
+                sum(c in row.get("classes_present", []) for row in members) for c in range(1, num_classes)
+            ],
         })
     return summary
 

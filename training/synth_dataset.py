@@ -14,7 +14,7 @@ import numpy as np
 from surgseg.engines.atomic import atomic_path, atomic_write_json
 from surgseg.engines.errors import InputError
 from surgseg.engines.synthetic import TAGS, SyntheticClip, SyntheticClipConfig
-from surgseg.training.dataset_index import check_writable, write_classes, write_index
+from surgseg.training.dataset_index import check_writable, classes_present, write_classes, write_index
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,8 @@ def _write_clip(clip: SyntheticClip, folder: Path, fps: int) -> list[dict[str, A
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
                 rows.append(_row(image_path, mask_path, folder.name, t, mask, tags))
             container.mux(stream.encode(None))
-    info = {"config": dataclasses.asdict(clip.config), "schedule": clip.schedule, "class_names": clip.config.class_names}
-    atomic_write_json(folder / "clip.json", info)
+    info = {"config": dataclasses.asdict(clip.config), "schedule": clip.schedule}
+    atomic_write_json(folder / "clip.json", {**info, "class_names": clip.config.class_names})
     log.info("%s: %d frames, schedule %s", folder, len(rows), clip.schedule)
     return rows
 
@@ -139,7 +139,7 @@ def _row(image_path: Path, mask_path: Path, video: str, t: int, mask: np.ndarray
         "mask_path": str(mask_path.resolve()),
         "video_id": video,
         "frame_id": t,
-        "classes_present": [int(c) for c in np.unique(mask) if c > 0],
+        "classes_present": classes_present(mask),
         "width": int(mask.shape[1]),
         "height": int(mask.shape[0]),
         "tags": tags,

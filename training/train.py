@@ -308,6 +308,10 @@ class Logger:
             for key, value in row.items():
                 self.tb.add_scalar(key, value, int(row["epoch"]))
 
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
     def plot(self, path: Path) -> None:
         """Loss and validation metric curves to a PNG."""
         import matplotlib
@@ -319,9 +323,10 @@ class Logger:
         epochs = [r["epoch"] for r in self.rows]
         for key in sorted({k for r in self.rows for k in r if k.startswith("loss")}):
             ax_loss.plot(epochs, [r.get(key, np.nan) for r in self.rows], label=key)
-        for key in sorted({k for r in self.rows for k in r if k.startswith(("prior_mean", "refined_mean"))}):
-            ax_metric.plot(epochs, [r.get(key, np.nan) for r in self.rows], label=key,
-                           linestyle="--" if key.startswith("prior") else "-")
+        for colour, metric in enumerate(("dice", "iou", "boundary_f")):
+            for who, style in (("prior", "--"), ("refined", "-")):
+                key = f"{who}_mean_{metric}"
+                ax_metric.plot(epochs, [r.get(key, np.nan) for r in self.rows], style, color=f"C{colour}", label=key)
         ax_loss.set(xlabel="epoch", title="training loss")
         ax_metric.set(xlabel="epoch", title="validation", ylim=(0, 1))
         for ax in (ax_loss, ax_metric):
@@ -378,6 +383,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         start_epoch, step = state["epoch"] + 1, state["scheduler"]["step"]
         best, elapsed_before = state["scheduler"]["best"], state["scheduler"]["elapsed_s"]
         log.info("resumed from %s at epoch %d, step %d", out / "last.pt", start_epoch, step)
+    elif config.resume:
+        log.warning("resume: %s not found, starting afresh", out / "last.pt")
     budget = Budget(total_steps, max_seconds, elapsed_before)
     logger = Logger(out, keep_rows=start_epoch > 0)
 
@@ -439,6 +446,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             break
 
     logger.plot(out / "curves.png")
+    logger.close()
     best_metrics = torch.load(out / "best.pt", map_location="cpu", weights_only=True)["val_metrics"] \
         if (out / "best.pt").is_file() else {}
     summary = {

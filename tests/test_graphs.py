@@ -1,0 +1,77 @@
+"""Every shipped graph validates against the files `surgseg demo` makes; the replay graph runs end-to-end on CPU
+(random SAM 2 weights at 256 px) on a short synthetic clip."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import av
+import pytest
+from graph_helpers import surgseg
+from test_export import export_tiny_refiner
+
+from surgseg.app.graph_spec import load_graph
+from surgseg.graphs import graph_path, shipped_graphs
+
+FRAMES = 6
+MODEL_SIZE = (192, 240)  # the shipped graphs' Preproc/Refiner size
+NEEDS_DEVICE = {"capture_v4l2"}  # validated only: a capture card and a display are not here
+
+
+@pytest.fixture(scope="module")
+def demo_tree(tmp_path_factory) -> Path:
+    """A folder holding, at the shipped graphs' default paths, a short clip, its masks and a tiny refiner."""
+    from surgseg.training.synth_dataset import SynthDatasetConfig, write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("tree")
+    write_synthetic_dataset(SynthDatasetConfig(out=root / "out/demo/clip", clips=1, frames=FRAMES, size=(320, 256),
+                                               num_classes=2, seed=3))
+    refiner = export_tiny_refiner(root / "out/demo/refiner_build", num_classes=2, size=MODEL_SIZE)
+    (root / "out/demo/refiner").symlink_to(refiner.folder)
+    (root / "out/demo/recording").mkdir(parents=True)
+    return root
+
+
+def test_every_graph_is_shipped():
+    names = {p.stem for p in shipped_graphs()}
+    assert {"replay", "replay_fast", "capture_v4l2", "replay_recording", "lite", "smoke"} <= names
+
+
+@pytest.mark.parametrize("name", [p.stem for p in shipped_graphs()])
+def test_shipped_graph_passes_check_against_the_demo_files(name, demo_tree, monkeypatch):
+    monkeypatch.chdir(demo_tree)
+    spec = load_graph(graph_path(name))
+    assert spec.operators and (spec.flows or len(spec.operators) == 1)
+
+
+def test_graph_check_cli_accepts_replay(demo_tree, monkeypatch):
+    monkeypatch.chdir(demo_tree)
+    assert surgseg("graph", "check", "replay").returncode == 0
+
+
+def test_replay_runs_end_to_end_on_cpu(demo_tree, monkeypatch):
+    from surgseg.app.runtime import run_graph
+
+    monkeypatch.chdir(demo_tree)
+    run_graph(load_graph(graph_path("replay"), ["device=cpu"]))
+    with av.open("out/overlay.mp4") as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == FRAMES and frames[0].shape == (256, 320, 3)
+    metrics = json.loads(Path("out/metrics.json").read_text())
+    assert metrics["frames"] == FRAMES and 0.0 <= metrics["mean_dice"] <= 1.0
+    latency = json.loads(Path("out/latency.json").read_text())
+    numbers = [v for v in _leaves(latency) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    assert numbers and all(math.isfinite(v) and v >= 0 for v in numbers)
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
