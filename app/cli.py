@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "surgseg.training.cmd_export",
     "surgseg.training.cmd_data",
     "surgseg.training.cmd_train",
+    "surgseg.app.cmd_sweep",
 )
 
 

@@ -9,6 +9,7 @@ Python API and is unverified until it has run on a GPU with TensorRT's libraries
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -20,7 +21,7 @@ from surgseg.engines.array_backend import array_kind, as_torch, to_numpy
 from surgseg.engines.device import resolve_device
 from surgseg.engines.errors import InputError
 from surgseg.engines.refiner_artifact import INPUT_NAMES, OUTPUT_NAME, RefinerArtifact
-from surgseg.engines.trt_engine import BuildConfig, build_engine, engine_path, timing_cache_path
+from surgseg.engines.trt_engine import PRECISIONS, BuildConfig, build_engine, engine_path, timing_cache_path
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise InputError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.threads < 1:
             raise InputError(f"threads: must be >= 1, got {self.threads}")
 
@@ -73,10 +76,10 @@ def choose_backend(config: RuntimeConfig, artifact: RefinerArtifact) -> tuple[st
     """(backend name, why) for the config; 'auto' takes the fastest one present."""
     cuda = resolve_device(config.device) == "cuda"
     if config.backend != "auto":
-        if config.backend == "tensorrt" and not (cuda and _has_module("tensorrt")):
+        if config.backend == "tensorrt" and not (cuda and tensorrt_usable()):
             raise InputError("backend: 'tensorrt' needs a CUDA device and the tensorrt package")
         return config.backend, "asked for"
-    if cuda and _has_module("tensorrt"):
+    if cuda and tensorrt_usable():
         return "tensorrt", "auto: CUDA device and tensorrt present"
     if cuda and "torch" in artifact.files:
         return "torch", "auto: CUDA device, no tensorrt"
@@ -103,8 +106,17 @@ def _from_torch(tensor, kind: str) -> Any:
     return tensor
 
 
-def _has_module(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
+@functools.cache
+def tensorrt_usable() -> bool:
+    """True when `tensorrt` imports, i.e. its libraries load (the bindings wheel alone installs but cannot)."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return False
+    try:
+        import tensorrt  # noqa: F401
+    except (ImportError, OSError) as exc:
+        log.info("tensorrt present but unusable: %s", exc)
+        return False
+    return True
 
 
 def _ort_providers() -> list[str]:

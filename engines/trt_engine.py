@@ -144,7 +144,7 @@ def build_engine(
         raise RuntimeError(f"{onnx_path}: TensorRT cannot parse the ONNX: {errors}")
     builder_config = builder.create_builder_config()
     builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gib * (1 << 30)))
-    cache = _load_timing_cache(builder_config, config.timing_cache)
+    _attach_timing_cache(builder_config, config.timing_cache)
     builder_config.set_flag(trt.BuilderFlag.FP16)
     if config.precision == "int8":
         builder_config.set_flag(trt.BuilderFlag.INT8)
@@ -157,16 +157,14 @@ def build_engine(
         tmp.write_bytes(bytes(serialized))
     if config.timing_cache is not None:
         with atomic_path(config.timing_cache) as tmp:
-            tmp.write_bytes(bytes(cache.serialize()))
+            tmp.write_bytes(bytes(builder_config.get_timing_cache().serialize()))
     return Path(engine_out)
 
 
-def _load_timing_cache(builder_config, path: Path | None):
-    """Attach a timing cache (from `path` if it exists) to the builder config and return it."""
+def _attach_timing_cache(builder_config, path: Path | None) -> None:
+    """Start the build from the timing cache at `path` when it exists (else an empty one)."""
     data = path.read_bytes() if path is not None and path.is_file() else b""
-    cache = builder_config.create_timing_cache(data)
-    builder_config.set_timing_cache(cache, ignore_mismatch=False)
-    return cache
+    builder_config.set_timing_cache(builder_config.create_timing_cache(data), ignore_mismatch=False)
 
 
 def entropy_calibrator(inputs: Iterable[tuple[np.ndarray, np.ndarray]], cache_path: str | os.PathLike | None):

@@ -8,13 +8,15 @@ truncated data, a frame size that changes mid-stream.
 Writing: H.264 (libx264, yuv420p) in a *fragmented* MP4 (`movflags=frag_keyframe+empty_moov+default_base_moof`,
 `flush_packets=1`). The header goes out first and each fragment (one GOP, `keyframe_interval_s` long) is written
 and flushed to the file as soon as it is complete, so the file on disk is playable at every moment: a crash, a kill
-or a full disk loses at most the fragment being built; a normal close adds the index (`mfra`) at the end. Writing
+or a full disk loses at most the fragment being built (after a write error the file is cut back to the last
+complete fragment, so no half fragment remains); a normal close adds the index (`mfra`) at the end. Writing
 to a temporary name and renaming at the end would lose the whole recording on a crash.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -169,6 +171,8 @@ class VideoWriter:
         self._container: Any = None
         self._stream: Any = None
         self._failed = False
+        self._complete_bytes = 0
+        """File size after the last successful write: always the end of a complete fragment."""
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -201,8 +205,11 @@ class VideoWriter:
             try:
                 container.close()
             except (av.FFmpegError, OSError) as exc:
+                self._failed = True
                 log.warning("%s: could not finish the file (%s); fragments already written stay playable",
                             self.path, _reason(exc))
+            if self._failed:
+                os.truncate(self.path, self._complete_bytes)
 
     def _open(self, width: int, height: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -221,6 +228,7 @@ class VideoWriter:
         try:
             for packet in packets:
                 self._container.mux(packet)
+                self._complete_bytes = os.path.getsize(self.path)
         except (av.FFmpegError, OSError) as exc:
             self._failed = True
             raise OSError(f"{self.path}: cannot write frame {self.frames_written} ({_reason(exc)}; disk full?); "

@@ -73,6 +73,7 @@ class LatencyReport(SurgsegOperator):
             "warmup_frames": min(self.config.warmup, self.processed),
             "throughput_fps": round((self.processed - 1) / elapsed_s, 3) if elapsed_s > 0 else None,
             "end_to_end_ms": latency_stats(self.end_to_end_ms),
+            "end_to_end_samples_ms": [round(value, 3) for value in self.end_to_end_ms],
             "per_operator_ms": {name: latency_stats(values) for name, values in self.per_operator_ms.items()},
         }
 

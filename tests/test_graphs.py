@@ -28,7 +28,8 @@ def demo_tree(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tree")
     write_synthetic_dataset(SynthDatasetConfig(out=root / "out/demo/clip", clips=1, frames=FRAMES, size=(320, 256),
                                                num_classes=2, seed=3))
-    refiner = export_tiny_refiner(root / "out/demo/refiner_build", num_classes=2, size=MODEL_SIZE)
+    (root / "build").mkdir()
+    refiner = export_tiny_refiner(root / "build", num_classes=2, size=MODEL_SIZE)
     (root / "out/demo/refiner").symlink_to(refiner.folder)
     (root / "out/demo/recording").mkdir(parents=True)
     return root

@@ -109,3 +109,51 @@ def test_fp16_engine_builds_and_passes_the_gate(tmp_path):
     artifact = export_tiny_refiner(tmp_path)
     engine = build_checked_engine(artifact, synthetic_inputs(artifact, 4, seed=0), "fp16")
     assert engine["path"].is_file() and engine["mean_iou"] >= 0.99
+
+
+class _FakeEngineRuntime:
+    """Stands in for the TensorRT backend (no TensorRT here): the fp32 ONNX logits, optionally class-swapped."""
+
+    def __init__(self, reference, swap: bool) -> None:
+        self.reference, self.swap = reference, swap
+
+    def run(self, image, prior):
+        logits = self.reference.run(image, prior)
+        return logits[:, ::-1].copy() if self.swap else logits
+
+
+def _gate_flow(tmp_path, monkeypatch, swap: bool):
+    """build_checked_engine with TensorRT's build and run replaced: only our naming, gate and keep/discard run."""
+    import types
+
+    import torch
+    from test_export import export_tiny_refiner
+
+    from surgseg.training import export
+
+    artifact = export_tiny_refiner(tmp_path)
+    real_runtime = export.RefinerRuntime
+    monkeypatch.setattr(export, "require_tensorrt", lambda: types.SimpleNamespace(__version__="10.13.3.9"))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(export, "build_engine", lambda onnx, out, *a, **k: Path(out).write_bytes(b"plan"))
+
+    def runtime(art, config):
+        reference = real_runtime(art, export.RuntimeConfig(backend="onnxruntime", device="cpu"))
+        return _FakeEngineRuntime(reference, swap) if config.backend == "tensorrt" else reference
+
+    monkeypatch.setattr(export, "RefinerRuntime", runtime)
+    return artifact, lambda: export.build_checked_engine(artifact, export.synthetic_inputs(artifact, 2, 0), "fp16")
+
+
+def test_engine_passing_the_gate_is_kept_beside_the_onnx(tmp_path, monkeypatch):
+    artifact, build = _gate_flow(tmp_path, monkeypatch, swap=False)
+    engine = build()
+    assert engine["path"] == artifact.folder / "refiner.nvidia-h100-80gb-hbm3.10.13.3.9.fp16.engine"
+    assert engine["path"].read_bytes() == b"plan" and engine["mean_iou"] == 1.0
+
+
+def test_engine_failing_the_gate_is_refused_and_not_kept(tmp_path, monkeypatch):
+    artifact, build = _gate_flow(tmp_path, monkeypatch, swap=True)
+    with pytest.raises(AccuracyGateError, match="short by"):
+        build()
+    assert not list(artifact.folder.glob("*.engine")) and not list(artifact.folder.glob(".*"))

@@ -28,6 +28,7 @@ from surgseg.engines.refiner_artifact import (
     INPUT_NAMES,
     METADATA_NAME,
     OUTPUT_NAME,
+    SCHEMA_VERSION,
     RefinerArtifact,
     sha256_file,
 )
@@ -111,10 +112,11 @@ def export_refiner(config: ExportConfig) -> ExportReport:
         inputs = synthetic_inputs(artifact, config.val_frames, config.seed)
     report = export_model(model, artifact, inputs, opset=config.opset, tolerance=config.tolerance)
     if config.trt:
+        written = RefinerArtifact.load(report.files["metadata"])
         calibration = None
         if config.int8:
-            calibration = inputs_from_index(config.index, artifact, config.calib_frames, ("train",), config.seed)
-        report.engine = build_checked_engine(artifact, inputs, "int8" if config.int8 else "fp16", calibration,
+            calibration = inputs_from_index(config.index, written, config.calib_frames, ("train",), config.seed)
+        report.engine = build_checked_engine(written, inputs, "int8" if config.int8 else "fp16", calibration,
                                              config.min_iou)
     return report
 
@@ -125,7 +127,7 @@ def artifact_from_checkpoint(meta: dict[str, Any], checkpoint: Path, out: Path) 
     if missing:
         raise InputError(f"{checkpoint}: checkpoint key '{missing[0]}' missing")
     payload = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         **{key: meta[key] for key in CHECKPOINT_KEYS},
         "input_size": list(meta["input_size"]),
         "channel_order": "RGB",
