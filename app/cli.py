@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "surgseg.training.cmd_data",
     "surgseg.training.cmd_train",
     "surgseg.app.cmd_sweep",
+    "surgseg.app.cmd_qa",
 )
 
 

@@ -39,7 +39,7 @@ class DemoConfig:
     """Synthetic frames (width, height)."""
     clip_frames: int = 40
     clip_seed: int = 4242
-    model_size: tuple[int, int] = (192, 240)
+    model_size: tuple[int, int] = (128, 160)
     """Refiner and Preproc input (height, width); SAM 2 sees it stretched to `sam2_size`²."""
     sam2_size: int = 256
     sam2_checkpoint: Path | None = None

@@ -72,6 +72,17 @@ class GraphSpec:
         fed = {f.target for f in self.flows if not f.feedback}
         return [name for name in self.operators if name not in fed]
 
+    def single_source(self) -> str:
+        """The graph's only source, or an InputError for tools that swap it (sweep, qa)."""
+        sources = self.sources()
+        if len(sources) != 1:
+            raise InputError(f"{self.path}: expected exactly one source operator, found {', '.join(sources) or 'none'}")
+        return sources[0]
+
+    def of_type(self, type_name: str) -> list[str]:
+        """Names of the operators of one registered type."""
+        return [name for name, op in self.operators.items() if op.type.name == type_name]
+
 
 def load_graph(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> GraphSpec:
     """Read, override and validate a graph YAML; raise InputError naming the key at fault."""

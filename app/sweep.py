@@ -141,17 +141,14 @@ def run_point(graph: Path, point: SweepPoint, clips: list[Clip], base_overrides:
 def clip_overrides(graph: Path, clip: Clip, out: Path) -> list[str]:
     """Point the graph's source at the clip and its metrics/latency sinks into `out`."""
     spec = load_graph(graph)
-    sources = spec.sources()
-    if len(sources) != 1:
-        raise InputError(f"{graph}: a sweep needs exactly one source, found {', '.join(sources)}")
-    overrides = [f"operators.{sources[0]}.type=ImageFolderSource", f"operators.{sources[0]}.path={clip.images}",
-                 f"operators.{sources[0]}.masks={clip.masks}", f"operators.{sources[0]}.sequence={clip.name}"]
-    kinds = {"MetricsSink": "metrics.json", "LatencyReport": "latency.json"}
-    for name, op in spec.operators.items():
-        if op.type.name in kinds:
-            overrides.append(f"operators.{name}.path={out / kinds.pop(op.type.name)}")
-    if kinds:
-        raise InputError(f"{graph}: a sweep needs a {' and a '.join(kinds)} operator")
+    source = spec.single_source()
+    overrides = [f"operators.{source}.type=ImageFolderSource", f"operators.{source}.path={clip.images}",
+                 f"operators.{source}.masks={clip.masks}", f"operators.{source}.sequence={clip.name}"]
+    for kind, filename in (("MetricsSink", "metrics.json"), ("LatencyReport", "latency.json")):
+        names = spec.of_type(kind)
+        if len(names) != 1:
+            raise InputError(f"{graph}: a sweep needs exactly one {kind} operator")
+        overrides.append(f"operators.{names[0]}.path={out / filename}")
     return overrides
 
 

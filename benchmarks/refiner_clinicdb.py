@@ -1,7 +1,7 @@
 """Real-data bar for the refiner on CVC-ClinicDB (../shared/data/cvc-clinicdb): prior vs refined on the test split.
 
-Frames are split by `sequence_estimate` (whole sequences: shuffled with a fixed seed, ~25 % of frames to test,
-~15 % to val, the rest to train). Priors are simulated from the ground truth with the default (pre-fixed)
+Frames are split by `sequence_estimate` (whole sequences, `training.splits` with seed 0: ~65 / 10 / 25 % of frames
+to train / val / test). Priors are simulated from the ground truth with the default (pre-fixed)
 `PriorSimSettings` and a fixed seed. The refiner ("small") trains on CPU at 144×192 within a wall-clock budget, with
 lr 2e-3 (picked on the val split in a 6-minute pilot: 3e-4 gained +0.017 val Dice, 2e-3 +0.045); then the best
 checkpoint (by val mean Dice) is scored on the test split at the source resolution (384×288).
@@ -17,10 +17,8 @@ import argparse
 import csv
 import json
 import logging
-import random
 import sys
 import time
-from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,46 +26,30 @@ import torch
 
 from benchmarks.common import write_result
 from surgseg.training.augment import TripletTransform
+from surgseg.training.dataset_index import write_index
 from surgseg.training.prior_simulator import PriorSimSettings
 from surgseg.training.refiner_dataset import RefinerDataset, read_samples
 from surgseg.training.refiner_net import load_refiner
+from surgseg.training.splits import SplitConfig, split_rows
 from surgseg.training.train import config_from_dict, evaluate, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cvc-clinicdb"
 SPLIT_SEED = 0
+SPLIT_FRACTIONS = (0.65, 0.10, 0.25)  # train, val, test shares of frames
 PRIOR_SEED = 1234
 log = logging.getLogger("refiner_clinicdb")
 
 
-def split_sequences(counts: Counter, seed: int, test_share: float = 0.25, val_share: float = 0.15) -> dict[int, str]:
-    """Whole sequences to test, then val, greedily in a seeded order, without exceeding each share."""
-    total = sum(counts.values())
-    order = sorted(counts)
-    random.Random(seed).shuffle(order)
-    split, filled = {}, Counter()
-    for seq in order:
-        for name, share in (("test", test_share), ("val", val_share)):
-            if filled[name] + counts[seq] <= share * total:
-                split[seq], filled[name] = name, filled[name] + counts[seq]
-                break
-        else:
-            split[seq] = "train"
-    return split
-
-
-def write_index(data: Path, index: Path) -> dict[str, list[int]]:
-    """JSONL index of ClinicDB with absolute paths; returns the sequences of each split."""
+def write_clinicdb_index(data: Path, index: Path) -> dict[str, list[str]]:
+    """JSONL index of ClinicDB split by whole `sequence_estimate` groups; returns the sequences of each split."""
     with (data / "frames.csv").open() as f:
-        frames = list(csv.DictReader(f))
-    counts = Counter(int(r["sequence_estimate"]) for r in frames)
-    split = split_sequences(counts, SPLIT_SEED)
-    index.parent.mkdir(parents=True, exist_ok=True)
-    with index.open("w") as f:
-        for r in sorted(frames, key=lambda r: int(r["frame"])):
-            seq = int(r["sequence_estimate"])
-            f.write(json.dumps({"image_path": str(data / r["image"]), "mask_path": str(data / r["mask"]),
-                                "split": split[seq], "video_id": f"seq{seq:02d}"}) + "\n")
-    return {name: sorted(s for s in split if split[s] == name) for name in ("train", "val", "test")}
+        frames = sorted(csv.DictReader(f), key=lambda r: int(r["frame"]))
+    rows = [{"image_path": str(data / r["image"]), "mask_path": str(data / r["mask"]),
+             "video_id": f"seq{int(r['sequence_estimate']):02d}", "frame_id": int(r["frame"]), "classes_present": [1]}
+            for r in frames]
+    rows = split_rows(rows, SplitConfig(fractions=SPLIT_FRACTIONS, seed=SPLIT_SEED))
+    write_index(index, rows)
+    return {name: sorted({r["video_id"] for r in rows if r["split"] == name}) for name in ("train", "val", "test")}
 
 
 def test_scores(checkpoint: Path, index: Path, classes: list[str]) -> dict:
@@ -98,7 +80,7 @@ def main() -> int:
         return 0
 
     index = args.work / "index.jsonl"
-    sequences = write_index(args.data, index)
+    sequences = write_clinicdb_index(args.data, index)
     classes = ["background", "polyp"]
     config = config_from_dict({
         "out_dir": str(args.work / "run"),
@@ -123,7 +105,7 @@ def main() -> int:
     test = {who: {k: v for k, v in s.items() if k != "per_class"} for who, s in scores.items()}
     payload = {
         "dataset": "CVC-ClinicDB (612 frames, 384x288)",
-        "split": {"by": "sequence_estimate", "seed": SPLIT_SEED, "sequences": sequences,
+        "split": {"by": "sequence_estimate", "fractions": SPLIT_FRACTIONS, "seed": SPLIT_SEED, "sequences": sequences,
                   "frames": {k: summary[f"{k}_samples"] for k in ("train", "val")} | {"test": prior["frames"]}},
         "prior_simulator": {"settings": asdict(PriorSimSettings()), "seed": PRIOR_SEED},
         "model": {"size": args.size, "parameters": summary["parameters"], "macs": summary["macs"],

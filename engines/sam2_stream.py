@@ -5,6 +5,10 @@ M-1 re-prompted / mask-conditioned frames), at most N ordinary memories (pruned 
 object pointers of the last `max_obj_ptrs - 1` frames. A frame's memory is committed when the next frame arrives, so
 `reprompt` and `condition_on_mask` can replace it first. Nothing grows with the number of frames seen.
 
+Inputs: an HxWx3 uint8 RGB frame (letterboxed into S x S and normalised exactly like the graph's Preproc) or an
+already preprocessed (1,3,S,S) float tensor. Prompts and masks are in the pixels of their own image and are mapped
+into S x S by the same letterbox (the identity when they were made on the S x S model input).
+
 With `memory_every=1`, `max_memories=6`, `fifo` and `postprocessing=False` the logits equal the official
 `SAM2VideoPredictor` (same weights, frames and prompts). Ordinary memories get SAM 2's temporal encodings by recency
 rank (newest first); ranks beyond SAM 2's six slots reuse the oldest slot.

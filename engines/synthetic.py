@@ -23,7 +23,7 @@ FAT_RGB = np.array([0.88, 0.70, 0.42], np.float32)
 VESSEL_RGB = np.array([0.42, 0.05, 0.07], np.float32)
 VEIN_RGB = np.array([0.36, 0.14, 0.26], np.float32)
 SMOKE_RGB = np.array([0.86, 0.84, 0.82], np.float32)
-MAX_PIVOT = 0.3
+MAX_PIVOT = 0.3  # rad; less on very wide frames, so the axis always crosses the middle of the frame
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,8 @@ class SyntheticClip:
         pivot = 0.16 * math.sin(0.09 * local + p[0]) + 0.06 * math.sin(0.23 * local + p[1])
         if self.active("fast_motion", t):
             pivot += 0.12 * math.sin(1.9 * local + p[2])
-        pivot = float(np.clip(pivot, -MAX_PIVOT, MAX_PIVOT))
+        limit = min(MAX_PIVOT, math.asin(0.35 * self.scale / reach))
+        pivot = float(np.clip(pivot, -limit, limit))
         heading = math.atan2(centre[1] - entry[1], centre[0] - entry[0]) + pivot
         axis = np.array([math.cos(heading), math.sin(heading)])
         s_in, s_out = _ray_box(entry, axis, self.width, self.height)
@@ -502,16 +503,20 @@ def _jaw(
 def _motion_blur(image: np.ndarray, velocity: np.ndarray) -> np.ndarray:
     """Linear blur along `velocity` (px per frame, capped at 31 px); long ones are done at half resolution."""
     speed = float(np.hypot(*velocity))
-    length = int(min(31, round(speed)))
+    length = min(31.0, speed)
     if length < 2:
         return image
-    if length >= 8:
-        h, w = image.shape[:2]
-        small = cv2.resize(image, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
-        return cv2.resize(_motion_blur(small, np.asarray(velocity) / 2), (w, h), interpolation=cv2.INTER_LINEAR)
+    direction = np.asarray(velocity, np.float64) / speed
+    if length < 8:
+        return _line_blur(image, direction, int(round(length)))
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(_line_blur(small, direction, int(round(length / 2))), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _line_blur(image: np.ndarray, direction: np.ndarray, length: int) -> np.ndarray:
     kernel = np.zeros((length, length), np.float32)
     centre = (length - 1) / 2
-    direction = np.asarray(velocity, np.float64) / speed
     p0 = np.round(centre - direction * centre).astype(int)
     p1 = np.round(centre + direction * centre).astype(int)
     cv2.line(kernel, (int(p0[0]), int(p0[1])), (int(p1[0]), int(p1[1])), 1.0, 1)

@@ -2,7 +2,8 @@
 
 This is how a Holoscan recording (`.gxf_entities`/`.gxf_index`) enters a surgseg graph: the built-in replayer
 reads and paces it (`realtime`, `frame_rate`, `repeat`), this adapter adds the `meta` the rest of the graph
-expects. See graphs/replay_recording.yaml.
+expects. The picture is copied once: the built-in reuses the tensor's memory after the message is consumed.
+See graphs/replay_recording.yaml.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ class TensorToFrame(SurgsegOperator):
         if hasattr(tensor, "__cuda_array_interface__") and not hasattr(tensor, "__array_interface__"):
             import cupy
 
-            frame = cupy.asarray(tensor)
+            frame = cupy.array(tensor, copy=True)
         else:
-            frame = as_rgb(np.asarray(tensor), f"operators.{self.name}")
+            frame = as_rgb(np.array(tensor, copy=True), f"operators.{self.name}")
         meta = {"frame_index": self.frames, "timestamp_ns": time.time_ns(), "captured_ns": captured_ns,
                 "dropped_total": 0, "timings_ms": {}}
         self.frames += 1

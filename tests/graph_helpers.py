@@ -49,3 +49,11 @@ def surgseg(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
 def surgseg_popen(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "surgseg.app.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=cli_env())
+
+
+def shipped_model_size(name: str = "replay_fast") -> tuple[int, int]:
+    """The (height, width) a shipped graph's refiner expects, so test artefacts fit whatever the graph says."""
+    from surgseg.graphs import graph_path
+
+    height, width = yaml.safe_load(graph_path(name).read_text())["operators"]["refiner"]["size"]
+    return height, width

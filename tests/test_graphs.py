@@ -16,7 +16,7 @@ from surgseg.app.graph_spec import load_graph
 from surgseg.graphs import graph_path, shipped_graphs
 
 FRAMES = 6
-MODEL_SIZE = (192, 240)  # the shipped graphs' Preproc/Refiner size
+MODEL_SIZE = (128, 160)  # the shipped graphs' Preproc/Refiner size
 NEEDS_DEVICE = {"capture_v4l2"}  # validated only: a capture card and a display are not here
 
 
@@ -52,17 +52,22 @@ def test_graph_check_cli_accepts_replay(demo_tree, monkeypatch):
     assert surgseg("graph", "check", "replay").returncode == 0
 
 
-def test_replay_runs_end_to_end_on_cpu(demo_tree, monkeypatch):
+@pytest.mark.parametrize(("name", "outputs"), [pytest.param("replay", "out", marks=pytest.mark.slow), ("lite", "out/lite")])
+def test_graph_runs_end_to_end_on_cpu(name, outputs, demo_tree, monkeypatch):
     from surgseg.app.runtime import run_graph
 
     monkeypatch.chdir(demo_tree)
-    run_graph(load_graph(graph_path("replay"), ["device=cpu"]))
-    with av.open("out/overlay.mp4") as container:
+    clip = "out/demo/clip/clip_000"
+    with_gt = f"operators.source={{type: ImageFolderSource, path: {clip}/frames, masks: {clip}/masks}}"
+    run_graph(load_graph(graph_path(name), ["device=cpu", with_gt]))
+    out = Path(outputs)
+    with av.open(str(out / "overlay.mp4")) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == FRAMES and frames[0].shape == (256, 320, 3)
-    metrics = json.loads(Path("out/metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["frames"] == FRAMES and 0.0 <= metrics["mean_dice"] <= 1.0
-    latency = json.loads(Path("out/latency.json").read_text())
+    latency = json.loads((out / "latency.json").read_text())
+    assert latency["frames_processed"] == FRAMES and latency["frames_dropped"] == 0
     numbers = [v for v in _leaves(latency) if isinstance(v, (int, float)) and not isinstance(v, bool)]
     assert numbers and all(math.isfinite(v) and v >= 0 for v in numbers)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 
@@ -13,7 +12,7 @@ from test_export import SIZE, export_tiny_refiner
 
 from surgseg.engines.errors import InputError
 from surgseg.engines.refiner_artifact import RefinerArtifact
-from surgseg.engines.refiner_runtime import RefinerRuntime, RuntimeConfig
+from surgseg.engines.refiner_runtime import RefinerRuntime, RuntimeConfig, tensorrt_usable
 
 CPU_BACKENDS = ("onnxruntime", "torch")
 
@@ -138,8 +137,8 @@ def test_onnxruntime_cuda_with_io_binding_matches_cpu(artifact, inputs):
 @pytest.mark.cuda
 def test_tensorrt_matches_cpu_reference(artifact, inputs):
     _require_cuda()
-    if importlib.util.find_spec("tensorrt") is None:
-        pytest.skip("tensorrt not installed (its libraries cannot be installed on the machines used so far)")
+    if not tensorrt_usable():
+        pytest.skip("tensorrt does not import (its libraries cannot be installed on the machines used so far)")
     runtime = RefinerRuntime(artifact, RuntimeConfig(backend="tensorrt"))
     logits = runtime.run(*(torch.from_numpy(x).cuda() for x in inputs))
     np.testing.assert_allclose(logits.cpu().numpy(), _reference(artifact, inputs), atol=5e-2)

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from graph_helpers import shipped_model_size
 from test_export import export_tiny_refiner
 
 from surgseg.app.sweep import parse_grid, run_sweep, take_shard
 from surgseg.engines.errors import InputError
 from surgseg.graphs import graph_path
 
-MODEL_SIZE = (192, 240)
+MODEL_SIZE = shipped_model_size()
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def sweep_inputs(tmp_path_factory) -> tuple[Path, list[str]]:
     from surgseg.training.synth_dataset import SynthDatasetConfig, write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("sweep")
-    write_synthetic_dataset(SynthDatasetConfig(out=root / "clips", clips=2, frames=3, size=(240, 192),
+    write_synthetic_dataset(SynthDatasetConfig(out=root / "clips", clips=2, frames=3, size=(MODEL_SIZE[1], MODEL_SIZE[0]),
                                                num_classes=2, seed=5))
     refiner = export_tiny_refiner(root, num_classes=2, size=MODEL_SIZE)
     overrides = [f"operators.refiner.artifact={refiner.folder / 'refiner.onnx'}", "device=cpu"]

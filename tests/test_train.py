@@ -40,6 +40,7 @@ def tiny_config(tmp_path: Path, **optim) -> dict:
     return {
         "out_dir": str(tmp_path / "run"),
         "vis_count": 2,
+        "val_every": 10,
         "data": {"index": str(write_synthetic_set(tmp_path)), "input_size": [64, 64], "classes": ["bg", "blob"]},
         "model": {"size": "nano"},
         "optim": {"epochs": 100, "batch_size": 2, "accumulate": 1, "lr": 3e-3, "max_steps": 250, **optim},

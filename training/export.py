@@ -286,11 +286,13 @@ def inputs_from_index(
     """`count` frames drawn (seeded) from the index rows of `splits` (all rows if none is marked), prepared as
     training's validation prepares them: letterboxed, normalised, with a fixed simulated SAM 2-like prior."""
     from surgseg.training.augment import TripletTransform  # albumentations: only needed with an index
-    from surgseg.training.refiner_dataset import RefinerDataset, read_samples
+    from surgseg.training.dataset_index import read_index
+    from surgseg.training.refiner_dataset import RefinerDataset, Sample
 
-    samples = read_samples(index)
+    samples = [Sample(Path(row["image_path"]), Path(row["mask_path"]), str(row.get("split", "")),
+                      str(row.get("video_id", ""))) for row in read_index(index)]
     chosen = [sample for sample in samples if sample.split in splits]
-    which = "/".join(splits) if chosen else "all splits"
+    which = "/".join(splits) if chosen else "no split marked: all rows"
     chosen = chosen or samples
     picks = np.random.default_rng(seed).choice(len(chosen), size=min(count, len(chosen)), replace=False)
     dataset = RefinerDataset([chosen[i] for i in sorted(picks)], artifact.num_classes,

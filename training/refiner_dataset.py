@@ -1,7 +1,7 @@
 """(image, prior, mask) triplets for refiner training, from a JSONL dataset index.
 
-Index rows are JSON objects with at least `image_path`, `mask_path`, `split`; `video_id` groups frames of one video
-(rows of a video are taken in file order). Relative paths are relative to the index file's folder. Masks are H×W
+Index rows (read with `dataset_index.read_index`: relative paths are relative to the index's folder) need
+`image_path`, `mask_path`, `split`; `video_id` groups frames of one video (taken in file order; None: standalone). Masks are H×W
 class ids; for a binary task a {0, 255} mask is read as {0, 1}. Priors come from `<prior_dir>/<image stem>.npy`
 ((num_classes-1, h, w) logits, float16 or float32, resized to the image when h×w differs) or are simulated from the
 mask: fresh for every epoch in training, fixed per sample in validation.
@@ -10,7 +10,6 @@ mask: fresh for every epoch in training, fixed per sample in validation.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import torch
 
 from surgseg.engines.errors import InputError
 from surgseg.training.augment import TripletTransform
+from surgseg.training.dataset_index import read_index
 from surgseg.training.prior_simulator import PriorSimSettings, simulate_prior
 
 
@@ -37,21 +37,13 @@ class Sample:
 
 
 def read_samples(index_path: str | Path) -> list[Sample]:
-    """All rows of a JSONL index as samples (paths resolved against the index's folder)."""
-    index_path = Path(index_path)
-    if not index_path.is_file():
-        raise InputError(f"{index_path}: dataset index not found")
+    """All rows of a JSONL index as samples (rows without a split get split "")."""
     samples = []
-    for lineno, line in enumerate(index_path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            image, mask, split = row["image_path"], row["mask_path"], row["split"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InputError(f"{index_path}:{lineno}: bad index row ({exc})") from exc
-        video = str(row.get("video_id", Path(image).parent.name))
-        samples.append(Sample(index_path.parent / image, index_path.parent / mask, str(split), video))
+    for row in read_index(index_path):
+        image = Path(row["image_path"])
+        video = row.get("video_id")
+        samples.append(Sample(image, Path(row["mask_path"]), str(row.get("split", "")),
+                              str(video) if video is not None else f"frame:{image.stem}"))
     return samples
 
 
