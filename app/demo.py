@@ -43,8 +43,8 @@ class DemoConfig:
     """Refiner and Preproc input (height, width); SAM 2 sees it stretched to `sam2_size`²."""
     sam2_size: int = 256
     sam2_checkpoint: Path | None = None
-    train_clips: int = 5
-    train_frames: int = 24
+    train_clips: int = 6
+    train_frames: int = 16
     train_minutes: float = 2.0
     train_epochs: int = 40
     refiner: str = "nano"
@@ -151,6 +151,7 @@ def train_refiner(config: DemoConfig) -> dict[str, Any]:
     write_index(data / "dataset.jsonl", rows)
     train_config = TrainConfig(
         out_dir=str(config.folder / "train"), seed=config.seed, device="cpu", threads=config.threads, vis_count=2,
+        val_every=config.train_epochs,  # validate once, at the end: the budget goes to training steps
         data=DataConfig(index=str(data / "dataset.jsonl"), classes=CLASSES, input_size=list(config.model_size),
                         augment={"prior_dropout_p": config.prior_dropout}),
         model=ModelConfig(size=config.refiner),

@@ -3,7 +3,7 @@
 Frames are split by `sequence_estimate` (whole sequences, `training.splits` with seed 0: ~65 / 10 / 25 % of frames
 to train / val / test). Priors are simulated from the ground truth with the default (pre-fixed)
 `PriorSimSettings` and a fixed seed. The refiner ("small") trains on CPU at 144×192 within a wall-clock budget, with
-lr 2e-3 (picked on the val split in a 6-minute pilot: 3e-4 gained +0.017 val Dice, 2e-3 +0.045); then the best
+lr 2e-3 (picked in 6-minute pilots on a validation split: 3e-4 gained +0.017 Dice, 2e-3 +0.045); then the best
 checkpoint (by val mean Dice) is scored on the test split at the source resolution (384×288).
 Bar: prior mean Dice in [0.70, 0.85]; refined ≥ prior + 0.05 and ≥ 0.85; Boundary F improves.
 Writes only metrics: benchmarks/results/refiner_clinicdb.json (run files go to --work, outside the repo).

@@ -1,8 +1,8 @@
 """(image, prior, mask) triplets for refiner training, from a JSONL dataset index.
 
 Index rows (read with `dataset_index.read_index`: relative paths are relative to the index's folder) need
-`image_path`, `mask_path`, `split`; `video_id` groups frames of one video (taken in file order; None: standalone). Masks are H×W
-class ids; for a binary task a {0, 255} mask is read as {0, 1}. Priors come from `<prior_dir>/<image stem>.npy`
+`image_path`, `mask_path`, `split`; `video_id` groups frames of one video (taken in file order; None: standalone).
+Masks are H×W class ids; for a binary task a {0, 255} mask is read as {0, 1}. Priors come from `<prior_dir>/<image stem>.npy`
 ((num_classes-1, h, w) logits, float16 or float32, resized to the image when h×w differs) or are simulated from the
 mask: fresh for every epoch in training, fixed per sample in validation.
 """

@@ -213,7 +213,7 @@ def load_refiner(path: str | Path, map_location: str = "cpu") -> tuple[TinyRefin
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise InputError(f"{path}: not a refiner checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise InputError(f"{path}: not a refiner checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
     if not isinstance(payload, dict) or "model" not in payload or "refiner_config" not in payload:
         raise InputError(f"{path}: not a refiner checkpoint (keys 'model' and 'refiner_config' missing)")
     model = TinyRefiner(RefinerConfig.from_dict(payload["refiner_config"]))
