@@ -51,6 +51,8 @@ def record_command(args: argparse.Namespace) -> int:
     from surgseg.engines.errors import InputError
     from surgseg.operators.base import OperatorFailure
 
+    if not args.input.exists():
+        raise InputError(f"--input {args.input}: no such video file or image folder")
     if not args.out.name:
         raise InputError(f"--out {args.out}: expected DIR/basename")
     spec = validate(record_graph(args), Path("record"))

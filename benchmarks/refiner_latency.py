@@ -31,6 +31,7 @@ from surgseg.training.refiner_net import TinyRefiner, checkpoint_payload, count_
 log = logging.getLogger("refiner_latency")
 SIZES = ((288, 384), (512, 512), (736, 1280))
 GOAL = 0.10
+REFINER_RUNS_PER_STEP = 3
 
 
 def sam2_side(size: tuple[int, int]) -> int:
@@ -92,7 +93,7 @@ def sam2_step_call(size: tuple[int, int], side: int, steps: int, device: str = "
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--frames", type=int, default=5, help="timed SAM 2 steps per size (refiner: 10x as many)")
+    parser.add_argument("--frames", type=int, default=3, help="timed SAM 2 steps per size (refiner: 3 runs after each)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model-size", default="small", help="refiner size: nano, small, base")
@@ -105,18 +106,29 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             artifact = export_random_refiner(size, Path(tmp), args.model_size)
             config = RuntimeConfig(backend="onnxruntime", device="cpu", threads=args.threads)
-            refiner_ms = statistics.median(time_ms(refiner_call(RefinerRuntime(artifact, config)), 10 * args.frames, 3))
-        step = sam2_step_call(size, side, args.warmup + args.frames)
-        sam2_ms = statistics.median(time_ms(step, args.frames, args.warmup))
+            refiner = refiner_call(RefinerRuntime(artifact, config))
+            step = sam2_step_call(size, side, args.warmup + args.frames)
+            time_ms(refiner, 0, 3)
+            time_ms(step, 0, args.warmup)
+            refiner_times, sam2_times = [], []
+            for _ in range(args.frames):  # interleaved, so that load from other processes hits both alike
+                sam2_times += time_ms(step, 1, 0)
+                refiner_times += time_ms(refiner, REFINER_RUNS_PER_STEP, 0)
+        refiner_ms, sam2_ms = statistics.median(refiner_times), statistics.median(sam2_times)
         ratio = refiner_ms / sam2_ms
         rows.append({"size": list(size), "sam2_side": side, "refiner_ms": refiner_ms, "sam2_step_ms": sam2_ms,
-                     "ratio": ratio, "meets_goal": ratio <= GOAL})
-        log.info("%4dx%-4d refiner %8.1f ms  SAM 2 tiny step @%d %8.1f ms  ratio %.3f (goal <= %.2f: %s)",
-                 *size, refiner_ms, side, sam2_ms, ratio, GOAL, "yes" if ratio <= GOAL else "NO")
+                     "refiner_min_ms": min(refiner_times), "sam2_step_min_ms": min(sam2_times),
+                     "ratio": ratio, "ratio_of_minima": min(refiner_times) / min(sam2_times),
+                     "meets_goal": ratio <= GOAL})
+        log.info("%4dx%-4d refiner %7.1f ms  SAM 2 tiny step @%d %8.1f ms  ratio %.3f (minima %.3f; goal <= %.2f: %s)",
+                 *size, refiner_ms, side, sam2_ms, ratio, rows[-1]["ratio_of_minima"], GOAL,
+                 "yes" if ratio <= GOAL else "NO")
     path = write_result("refiner_latency", {
         "refiner_backend": f"onnxruntime CPU, {args.threads} threads", "refiner_model": args.model_size,
         "sam2": "sam2.1_hiera_tiny, random weights, fp32 CPU, memory_every=5, max_memories=6",
-        "sam2_threads": args.threads, "frames": args.frames, "goal_ratio": GOAL, "rows": rows,
+        "sam2_threads": args.threads, "frames": args.frames, "goal_ratio": GOAL,
+        "max_ratio": max(row["ratio"] for row in rows), "meets_goal": all(row["meets_goal"] for row in rows),
+        "rows": rows,
     })
     log.info("wrote %s", path)
 

@@ -16,7 +16,6 @@ rank (newest first); ranks beyond SAM 2's six slots reuse the oldest slot.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,8 +27,6 @@ from surgseg.engines.letterbox import letterbox_geometry
 from surgseg.engines.preprocess import mask_to_model, model_input
 from surgseg.engines.prompts import ClassPrompts, Prompt
 from surgseg.engines.sam2_model import SAM2ModelConfig, build_sam2_model
-
-log = logging.getLogger(__name__)
 
 NO_OBJ_SCORE = -1024.0
 BOX_LABELS = (2, 3)
@@ -243,7 +240,9 @@ class StreamingSAM2:
                 continue
             mask_input = binary[None, None].float()
             feats = self._features
-            low, high, _, _, _, ptr, score = self.model._use_mask_as_output(feats.top(), feats.high_res(), mask_input)
+            with self._autocast():
+                out = self.model._use_mask_as_output(feats.top(), feats.high_res(), mask_input)
+            low, high, _, _, _, ptr, score = (x.float() for x in out)
             bank = self._banks.setdefault(class_id, _ObjectBank())
             bank.pending = _Pending(self._frame, low, high, score, ptr, cond=True, from_points=False, encode=True)
             bank.nonpositive_run = 0

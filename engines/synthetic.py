@@ -191,6 +191,7 @@ class SyntheticClip:
         rgb, shaft_a, tip_a = _instrument_layer(box, pose, inst, self.scale)
         if fast and t > inst.start:
             velocity = pose.tip - self._pose(inst, t - 1).tip
+            velocity *= min(1.0, 1.5 * inst.radius / max(float(np.hypot(*velocity)), 1e-6))  # keep the core opaque
             rgb, shaft_a, tip_a = (_motion_blur(layer, velocity) for layer in (rgb, shaft_a, tip_a))
         alpha = np.clip(shaft_a + tip_a, 0.0, 1.0)
         x0, y0, x1, y1 = box

@@ -27,6 +27,7 @@ import av
 import numpy as np
 
 from surgseg.engines.errors import InputError
+from surgseg.engines.rgb import as_rgb
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ def _reason(exc: Exception) -> str:
 class VideoWriter:
     """H.264 MP4 writer whose file stays playable up to the last complete fragment, whatever happens."""
 
-    def __init__(self, path: str | Path, fps: float = 30.0, crf: int = 23, preset: str = "veryfast",
+    def __init__(self, path: str | Path, fps: float = 30.0, crf: int = 23, preset: str = "superfast",
                  keyframe_interval_s: float = 1.0) -> None:
         if not 0 < fps < 1000:
             raise InputError(f"{path}: frame rate must be in (0, 1000), got {fps}")
@@ -180,11 +181,16 @@ class VideoWriter:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    @property
+    def failed(self) -> bool:
+        """A write failed: the file holds only the fragments completed before it."""
+        return self._failed
+
     def write(self, frame: np.ndarray) -> None:
-        """Encode one HxWx3 uint8 RGB frame; OSError naming the file when the disk refuses it."""
+        """Encode one HxWx3 uint8 RGB frame (grey/RGBA converted); OSError naming the file when the disk refuses it."""
         if self._failed:
             raise OSError(f"{self.path}: writer stopped after an earlier write error")
-        frame = _even_sized(np.ascontiguousarray(frame))
+        frame = _even_sized(np.ascontiguousarray(as_rgb(frame, str(self.path))))
         if self._container is None:
             self._open(frame.shape[1], frame.shape[0])
         if (frame.shape[1], frame.shape[0]) != self.size:
@@ -232,7 +238,7 @@ class VideoWriter:
         except (av.FFmpegError, OSError) as exc:
             self._failed = True
             raise OSError(f"{self.path}: cannot write frame {self.frames_written} ({_reason(exc)}; disk full?); "
-                          f"the frames written before it stay playable") from None
+                          f"the fragments completed before it stay playable (at most {self.gop} frames lost)") from None
 
 
 def _even_sized(frame: np.ndarray) -> np.ndarray:

@@ -81,4 +81,5 @@ class QAMonitor(SurgsegOperator):
 
     def stop(self) -> None:
         self._log.close()
-        log.info("%s: %d frames, flagged %s → %s", self.name, self.frames, self.flag_counts or "none", self.config.path)
+        log.info("%s: %d frames, flagged %s → %s", self.name, self.frames, self.flag_counts or "none",
+                 self.config.path)

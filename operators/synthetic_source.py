@@ -42,7 +42,8 @@ class SyntheticSource(AnnotatedSource):
         frame, mask, tags = self.clip.render(self._next)
         self._next += 1
         return {"frame": frame, "gt_mask": mask, "tags": tags,
-                "meta": {"fps": self.config.fps, "sequence": f"synthetic-{self.config.seed}"}}
+                "meta": {"source_index": self._next - 1, "fps": self.config.fps,
+                         "sequence": f"synthetic-{self.config.seed}"}}
 
     def frame_period_s(self) -> float | None:
         return 1.0 / self.config.fps if self.config.realtime or self.config.live else None

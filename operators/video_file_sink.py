@@ -20,7 +20,7 @@ class VideoFileSinkConfig:
     key: str | None = None
     """Message key to write (None: `overlay` when present, else `frame`)."""
     crf: int = 23
-    preset: str = "veryfast"
+    preset: str = "superfast"
 
 
 class VideoFileSink(SurgsegOperator):
@@ -47,4 +47,8 @@ class VideoFileSink(SurgsegOperator):
             log.warning("%s: no frame arrived: %s not written", self.name, self.config.path)
             return
         self.writer.close()
-        log.info("%s: wrote %d frames to %s", self.name, self.writer.frames_written, self.config.path)
+        if self.writer.failed:
+            log.warning("%s: %s holds the complete fragments written before the error (at most %d frames)",
+                        self.name, self.config.path, self.writer.frames_written)
+        else:
+            log.info("%s: wrote %d frames to %s", self.name, self.writer.frames_written, self.config.path)

@@ -1,4 +1,4 @@
-"""Frames of a video file (mp4, mov, mkv, avi, ... through PyAV), paced at the file's frame rate or as fast as possible."""
+"""Frames of a video file (mp4, mov, mkv, avi, ... via PyAV), paced at the file's frame rate or as fast as possible."""
 
 from __future__ import annotations
 

@@ -20,7 +20,6 @@ from PIL import Image
 from test_sources import collect, run, write_folder
 from test_video_io import decoded_count, faststart_clip, write_clip, write_with_pyav
 
-from surgseg.engines.errors import InputError
 from surgseg.operators.base import OperatorFailure
 
 
@@ -130,7 +129,8 @@ def test_full_disk_gives_a_clear_error_and_the_earlier_video_stays_playable(tmp_
                             text=True, env=cli_env(), timeout=180, preexec_fn=limit_file_size)
     assert clip.exists()
     assert result.returncode == 1
-    assert re.search(r"out\.mp4: cannot write frame (\d+) \(File too large; disk full\?\)", result.stderr), result.stderr
+    pattern = r"out\.mp4: cannot write frame (\d+) \(File too large; disk full\?\)"
+    assert re.search(pattern, result.stderr), result.stderr
     failed_at = int(re.search(r"cannot write frame (\d+)", result.stderr).group(1))
     assert 0 < failed_at - 30 <= decoded_count(out) <= failed_at
 

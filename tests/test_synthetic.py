@@ -43,6 +43,14 @@ def test_scripted_presence_enters_at_10_leaves_and_reenters():
     assert absent == [not v for v in visible]
 
 
+@pytest.mark.parametrize("size", [(96, 64), (192, 48), (48, 120)])
+def test_instrument_is_visible_in_every_present_frame_despite_motion_and_blur(size):
+    for seed in range(4):
+        clip = SyntheticClip(SyntheticClipConfig(size=size, frames=30, seed=seed, occlusion=()))
+        visible = [bool(mask.any()) for _, mask, _ in clip]
+        assert visible == [clip.active("presence", t) for t in range(30)]
+
+
 def test_mask_is_exactly_where_the_instrument_changed_the_image():
     size, frames = (96, 80), 6
     with_tool = SyntheticClip(SyntheticClipConfig(size=size, frames=frames, seed=4, presence=((0, frames),), **QUIET))

@@ -1,4 +1,4 @@
-"""engines/video_io.py: strict decoding of good and bad files, and an MP4 writer that survives crashes and full disks."""
+"""engines/video_io.py: strict decoding of good and bad files; an MP4 writer that survives crashes and full disks."""
 
 from __future__ import annotations
 
