@@ -105,7 +105,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
     outputs = run_replay(config, clip, artifact, checkpoint)
     timings["replay graph"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    frames_out = write_contact_sheet(outputs["video"], clip["masks"], outputs["contact_sheet"])
+    frames_out = write_contact_sheet(outputs["video"], clip, outputs["contact_sheet"])
     timings["contact sheet"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
     result = DemoResult(
@@ -225,8 +225,9 @@ def run_replay(config: DemoConfig, clip: dict[str, Path], artifact: Path, checkp
 
 
 # ------------------------------------------------------------------------------------------------ contact sheet
-def write_contact_sheet(video: Path, masks: Path, path: Path, picks: int = 6, width: int = 240) -> int:
-    """Evenly spaced overlay frames (top) above the ground truth (bottom); returns the frames in the video."""
+def write_contact_sheet(video: Path, clip: dict[str, Path], path: Path, picks: int = 6, width: int = 240) -> int:
+    """Evenly spaced frames of the overlay video (top) above the clip's frames with their ground truth (bottom);
+    returns the number of frames in the video."""
     import av
     import cv2
 
@@ -237,16 +238,17 @@ def write_contact_sheet(video: Path, masks: Path, path: Path, picks: int = 6, wi
     if not frames:
         raise InputError(f"{video}: no frames decoded")
     chosen = np.linspace(0, len(frames) - 1, min(picks, len(frames))).round().astype(int)
-    gt_files = sorted(masks.glob("*.png"))
+    sources, truths = sorted(clip["frames"].glob("*.png")), sorted(clip["masks"].glob("*.png"))
     top, bottom = [], []
     for t in chosen:
-        frame = frames[t]
-        size = (width, int(round(frame.shape[0] * width / frame.shape[1])))
-        shown = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        size = (width, int(round(frames[t].shape[0] * width / frames[t].shape[1])))
+        shown = cv2.resize(frames[t], size, interpolation=cv2.INTER_AREA)
         cv2.putText(shown, f"t={t}", (4, size[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
         top.append(shown)
-        gt = cv2.imread(str(gt_files[t]), cv2.IMREAD_UNCHANGED) if t < len(gt_files) else None
-        truth = frame if gt is None else draw_overlay(frame, (gt > 0).astype(np.uint8), OverlayConfig(hud=False))
+        source = cv2.cvtColor(cv2.imread(str(sources[t])), cv2.COLOR_BGR2RGB)
+        gt = (cv2.imread(str(truths[t]), cv2.IMREAD_UNCHANGED) > 0).astype(np.uint8)
+        truth = draw_overlay(source, gt, OverlayConfig(hud=False))
+        cv2.putText(truth, "ground truth", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
         bottom.append(cv2.resize(truth, size, interpolation=cv2.INTER_AREA))
     sheet = np.vstack([np.hstack(top), np.hstack(bottom)])
     with atomic_path(path) as tmp:

@@ -28,6 +28,7 @@ OPERATORS: dict[str, str] = {
     "MetricsSink": "surgseg.operators.metrics_sink:MetricsSink",
     "QAMonitor": "surgseg.operators.qa_monitor:QAMonitor",
     "LatencyReport": "surgseg.operators.latency_report:LatencyReport",
+    "HolovizSink": "surgseg.operators.holoviz_sink:HolovizSink",
     "TestPatternSource": "surgseg.operators.test_pattern_source:TestPatternSource",
     "PassThrough": "surgseg.operators.pass_through:PassThrough",
     "FrameCounterSink": "surgseg.operators.frame_counter_sink:FrameCounterSink",

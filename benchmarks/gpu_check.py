@@ -365,9 +365,12 @@ def main() -> int:
             artifact = exported[0]
             rows += guarded("TensorRT FP16 engine + gate", lambda: tensorrt_gate(env, artifact))
             rows += guarded("refiner timing", lambda: refiner_timings(env, artifact))
-            rows += guarded("SAM 2 timing", lambda: sam2_timings(env))
+        else:
+            rows.append(Row("TensorRT gate, refiner timing, replay graph", "skipped", "the refiner export failed"))
+        rows += guarded("SAM 2 timing", lambda: sam2_timings(env))
+        if exported:
             remaining = TOTAL_BUDGET_S - (time.perf_counter() - started) - 20
-            rows += guarded("replay graph", lambda: replay_graph(env, artifact, args.graph_frames, remaining))
+            rows += guarded("replay graph", lambda: replay_graph(env, exported[0], args.graph_frames, remaining))
     total_s = time.perf_counter() - started
     print_table(rows, env, f"{note}; {total_s:.0f} s in all")
     path = write_result("gpu_check", {"environment": env, "import_note": note, "total_s": total_s,

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +23,6 @@ import torch.nn.functional as F
 from surgseg.engines.errors import InputError
 from surgseg.engines.prompts import ClassPrompts, prompts_from_mask
 from surgseg.engines.sam2_stream import StreamingSAM2, StreamOutput
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

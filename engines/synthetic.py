@@ -435,16 +435,20 @@ def _instrument_layer(
     box: tuple[int, int, int, int], pose: _Pose, inst: _Instrument, scale: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Premultiplied RGB and coverage of shaft and tip (joint + two jaws) over the box, shaded only on the band
-    of pixels near the instrument axis."""
+    of pixels near the instrument axis (rasterised as a quadrilateral)."""
     x0, y0, x1, y1 = box
     axis, r, depth = pose.axis, inst.radius, pose.depth
-    xs = np.arange(x0, x1, dtype=np.float32) + 0.5 - np.float32(pose.entry[0])
-    ys = (np.arange(y0, y1, dtype=np.float32) + 0.5 - np.float32(pose.entry[1]))[:, None]
-    along = xs * np.float32(axis[0]) + ys * np.float32(axis[1])
-    across = ys * np.float32(axis[0]) - xs * np.float32(axis[1])
-    reach = max(r * (1.0 + 0.5 * depth / scale), 2.0 * r) + 2.0
-    iy, ix = np.nonzero((np.abs(across) <= reach) & (along <= depth + 3.2 * r))
-    a, c = along[iy, ix], across[iy, ix]
+    normal = np.array([-axis[1], axis[0]])
+    reach = max(r * (1.0 + 0.5 * depth / scale), 2.0 * r) + 3.0
+    start, end = pose.entry, pose.entry + (depth + 3.2 * r + 2.0) * axis
+    band = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    corners = np.array([start + reach * normal, end + reach * normal, end - reach * normal, start - reach * normal])
+    cv2.fillConvexPoly(band, np.round(corners - (x0, y0)).astype(np.int32), 1)
+    iy, ix = np.nonzero(band)
+    dx = ix.astype(np.float32) + np.float32(x0 + 0.5 - pose.entry[0])
+    dy = iy.astype(np.float32) + np.float32(y0 + 0.5 - pose.entry[1])
+    a = dx * np.float32(axis[0]) + dy * np.float32(axis[1])
+    c = dy * np.float32(axis[0]) - dx * np.float32(axis[1])
     radius = r * (1.0 + 0.5 * np.clip(depth - a, 0, None) / scale)
     body = np.clip(radius - np.abs(c) + 0.5, 0.0, 1.0) * np.clip(depth - a + 0.5, 0.0, 1.0)
     is_joint = np.clip(a - (depth - 0.9 * r) + 0.5, 0.0, 1.0)

@@ -93,8 +93,6 @@ class SAM2Prior(SurgsegOperator):
         self.tracker = PriorTracker(engine, policy)
         self.clicks = read_clicks(c.seed.clicks, c.num_classes) if c.seed.clicks else {}
         self.seed_mask = read_mask(c.seed.mask, c.num_classes) if c.seed.mask else None
-        self.seed_log: list[tuple[int, list[int], list[int]]] = []
-        """(frame index, seeded classes, re-seeded classes) for frames where a seed happened."""
 
     def _check_seed(self, seed: SeedConfig) -> None:
         given = [name for name, on in (("box", seed.box is not None), ("mask", seed.mask), ("clicks", seed.clicks),
@@ -120,7 +118,6 @@ class SAM2Prior(SurgsegOperator):
         if events.seeded or events.reseeded:
             log.info("%s: frame %d: seeded %s, re-seeded %s", self.name, meta.get("frame_index", -1), events.seeded,
                      events.reseeded)
-            self.seed_log.append((events.frame_index, events.seeded, events.reseeded))
         meta["sam2"] = {"absent": list(events.absent), "object_scores": list(events.object_scores),
                         "seeded": events.seeded, "reseeded": events.reseeded,
                         "memory": self.tracker.engine.memory_state()}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from surgseg.operators.base import Message, NoConfig, SurgsegOperator
+from surgseg.operators.holoviz_sink import HolovizSink, HolovizSinkConfig
 from surgseg.operators.v4l2_source import V4L2Source, V4L2SourceConfig
 
 
@@ -103,4 +104,24 @@ class FlakyCapture(V4L2Source):
         return FakeDevice(self.config.frames_before_loss, (48, 64), self.config.fps or 100.0, gone=self.opens > 1)
 
 
-SURGSEG_OPERATORS = {"Collector": Collector, "FakeSegmenter": FakeSegmenter, "FlakyCapture": FlakyCapture}
+@dataclass
+class RecordedDisplayConfig(HolovizSinkConfig):
+    directory: str = "."
+    basename: str = "display"
+
+
+class RecordedDisplay(HolovizSink):
+    """HolovizSink with a Holoscan recorder in place of the window: what the display would have shown, on disk."""
+
+    Config = RecordedDisplayConfig
+    display_port = "input"
+
+    def make_display(self):
+        from holoscan.operators import VideoStreamRecorderOp
+
+        return VideoStreamRecorderOp(self, name="recorder", directory=self.config.directory,
+                                     basename=self.config.basename)
+
+
+SURGSEG_OPERATORS = {"Collector": Collector, "FakeSegmenter": FakeSegmenter, "FlakyCapture": FlakyCapture,
+                     "RecordedDisplay": RecordedDisplay}

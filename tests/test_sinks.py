@@ -143,3 +143,26 @@ def test_video_file_sink_finalises_when_a_later_frame_fails(tmp_path: Path) -> N
     with pytest.raises(OperatorFailure, match="boom at frame 5"):
         run_graph(validate(graph, Path("t.yaml")))
     assert 5 <= decoded_count(tmp_path / "v.mp4") <= 6
+
+
+def test_holoviz_sink_subgraph_hands_the_overlay_to_the_display_operator(tmp_path: Path) -> None:
+    (tmp_path / "shown").mkdir()
+    run_chain({"display": {"type": "RecordedDisplay", "directory": str(tmp_path / "shown"), "basename": "d"}})
+    app = run({"replayer": {"type": "VideoStreamReplayerOp", "directory": str(tmp_path / "shown"), "basename": "d",
+                            "realtime": False},
+               "to_frame": {"type": "TensorToFrame"}, "sink": {"type": "Collector"}},
+              [["replayer", "to_frame"], ["to_frame", "sink"]])
+    shown = app.ops["sink"].messages
+    clip = SyntheticClip(SyntheticClipConfig(size=(64, 48), frames=8, num_classes=2, seed=1))
+    assert len(shown) == 8
+    assert all(np.array_equal(m["frame"], clip.render(t)[0]) for t, m in enumerate(shown))
+
+
+def test_holoviz_sink_validates_without_a_display_library() -> None:
+    from surgseg.app.graph_spec import validate
+
+    graph = {"operators": {"source": {"type": "TestPatternSource"}, "display": {"type": "HolovizSink",
+                                                                                "window_title": "x"}},
+             "flows": [["source", "display"]]}
+    spec = validate(graph, Path("g.yaml"))
+    assert spec.operators["display"].params.window_title == "x"
