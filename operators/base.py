@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from surgseg.engines.errors import InputError
 from surgseg.operators import holoscan_loader  # noqa: F401  (preloads libcudart before holoscan)
 from holoscan.core import ConditionType, IOSpec, Operator
 
@@ -76,6 +77,8 @@ class SurgsegOperator(Operator):
         started = time.perf_counter_ns()
         try:
             produced = self.process(received)
+        except InputError as exc:  # bad input met mid-stream: still exit code 2, with the operator named
+            raise InputError(f"operator '{self.name}': {exc}") from exc
         except Exception as exc:
             raise OperatorFailure(f"operator '{self.name}' ({type(self).__name__}): {type(exc).__name__}: {exc}") from exc
         elapsed_ms = (time.perf_counter_ns() - started) / 1e6
@@ -83,7 +86,7 @@ class SurgsegOperator(Operator):
             if port not in self.connected_outputs:
                 continue
             if isinstance(message, dict) and "meta" in message:
-                message["meta"].setdefault("timings_ms", {})[self.name] = elapsed_ms
+                message["meta"].setdefault("timings_ms", {}).setdefault(self.name, elapsed_ms)
             op_output.emit(message, port)
 
     def process(self, inputs: dict[str, Message | None]) -> dict[str, Message] | None:

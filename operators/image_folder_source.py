@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from surgseg.engines.image_folder import ImageSequence
-from surgseg.operators.annotated_source import AnnotatedSource
+from surgseg.operators.source import FrameSource
 from surgseg.operators.base import ExistingPath
 
 
@@ -27,7 +27,7 @@ class ImageFolderSourceConfig:
     live: bool = False
 
 
-class ImageFolderSource(AnnotatedSource):
+class ImageFolderSource(FrameSource):
     Config = ImageFolderSourceConfig
 
     def __init__(self, fragment: Any, *args: Any, **kwargs: Any) -> None:
@@ -42,7 +42,7 @@ class ImageFolderSource(AnnotatedSource):
     def open_stream(self) -> None:
         self.live = self.config.live
 
-    def read_item(self) -> dict[str, Any] | None:
+    def read_frame(self) -> dict[str, Any] | None:
         taken = self._sequence.read()
         if taken is None and self.config.loop:
             self._sequence = self._open_sequence()

@@ -34,7 +34,7 @@ class FrameSource(SurgsegOperator):
         self.frame_limit = frame_limit
         self.emitted = 0
         self.dropped = 0
-        self._queue: collections.deque[tuple[np.ndarray, int]] = collections.deque()
+        self._queue: collections.deque[tuple[Any, int, float]] = collections.deque()
         self._queue_ready = threading.Condition()
         self._capture_thread: threading.Thread | None = None
         self._capture_done = threading.Event()
@@ -46,8 +46,13 @@ class FrameSource(SurgsegOperator):
     def open_stream(self) -> None:
         """Open the file or device (called from start())."""
 
-    def read_frame(self) -> np.ndarray | None:
-        """Next frame (HxWx3 uint8 RGB), or None at the end of the stream."""
+    def read_frame(self) -> np.ndarray | dict[str, Any] | None:
+        """Next frame (HxWx3 uint8 RGB), or None at the end of the stream.
+
+        A source that knows more about the frame returns `{"frame": ..., <extra message keys such as gt_mask, tags>,
+        "meta": {<extra metadata>}}`: the whole item travels through pacing and the live queue together, so a
+        frame's annotations can never be paired with another frame.
+        """
         raise NotImplementedError
 
     def close_stream(self) -> None:
@@ -68,6 +73,8 @@ class FrameSource(SurgsegOperator):
         self._capture_done.set()
         if self._capture_thread is not None:
             self._capture_thread.join(timeout=5.0)
+        self.dropped += len(self._queue)  # captured but never processed: a stop request came first
+        self._queue.clear()
         self.close_stream()
         if self.dropped:
             log.warning("%s: dropped %d of %d frames (graph slower than the source)", self.name, self.dropped,
@@ -80,17 +87,19 @@ class FrameSource(SurgsegOperator):
         taken = self._take_live() if self.live else self._take_replay()
         if taken is None:
             return self._end()
-        frame, captured_ns = taken
+        read, captured_ns, read_ms = taken
+        item = dict(read) if isinstance(read, dict) else {"frame": read}
         meta = {"frame_index": self.emitted, "timestamp_ns": time.time_ns(), "captured_ns": captured_ns,
-                "dropped_total": self.dropped, "timings_ms": {}}
+                "dropped_total": self.dropped, "timings_ms": {self.name: read_ms}}
+        meta.update(item.pop("meta", {}))
         self.emitted += 1
-        return {"frame": {"frame": frame, "meta": meta}}
+        return {"frame": {**item, "meta": meta}}
 
     def _end(self) -> None:
         self.stop_execution()
         return None
 
-    def _take_replay(self) -> tuple[np.ndarray, int] | None:
+    def _take_replay(self) -> tuple[Any, int, float] | None:
         period = self.frame_period_s()
         if period is not None:
             now = time.perf_counter()
@@ -100,8 +109,10 @@ class FrameSource(SurgsegOperator):
             if wait > 0:
                 time.sleep(wait)
             self._next_deadline += period
+        started = time.perf_counter_ns()
         frame = self.read_frame()
-        return None if frame is None else (frame, time.perf_counter_ns())
+        done = time.perf_counter_ns()
+        return None if frame is None else (frame, done, (done - started) / 1e6)
 
     def _capture_loop(self) -> None:
         try:
@@ -122,7 +133,7 @@ class FrameSource(SurgsegOperator):
             with self._queue_ready:
                 self._queue_ready.notify()
 
-    def _take_live(self) -> tuple[np.ndarray, int] | None:
+    def _take_live(self) -> tuple[Any, int, float] | None:
         with self._queue_ready:
             while not self._queue:
                 if self._capture_error is not None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from surgseg.engines.synthetic import SyntheticClip, SyntheticClipConfig
-from surgseg.operators.annotated_source import AnnotatedSource
+from surgseg.operators.source import FrameSource
 
 
 @dataclass
@@ -22,7 +22,7 @@ class SyntheticSourceConfig:
     """Behave like a capture card: paced capture thread, bounded queue, oldest frame dropped and counted."""
 
 
-class SyntheticSource(AnnotatedSource):
+class SyntheticSource(FrameSource):
     Config = SyntheticSourceConfig
 
     def __init__(self, fragment: Any, *args: Any, **kwargs: Any) -> None:
@@ -36,7 +36,7 @@ class SyntheticSource(AnnotatedSource):
         self.live = self.config.live
         self._next = 0
 
-    def read_item(self) -> dict[str, Any] | None:
+    def read_frame(self) -> dict[str, Any] | None:
         if self._next >= len(self.clip):
             return None
         frame, mask, tags = self.clip.render(self._next)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from surgseg.engines.video_io import VideoReader, probe
-from surgseg.operators.annotated_source import AnnotatedSource
+from surgseg.operators.source import FrameSource
 from surgseg.operators.base import ExistingPath
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class VideoFileSourceConfig:
     """Behave like a capture card: paced capture thread, bounded queue, oldest frame dropped and counted."""
 
 
-class VideoFileSource(AnnotatedSource):
+class VideoFileSource(FrameSource):
     Config = VideoFileSourceConfig
 
     def __init__(self, fragment: Any, *args: Any, **kwargs: Any) -> None:
@@ -44,7 +44,7 @@ class VideoFileSource(AnnotatedSource):
     def _open_reader(self) -> VideoReader:
         return VideoReader(self.config.path, self.config.start_frame, self.config.end_frame)
 
-    def read_item(self) -> dict[str, Any] | None:
+    def read_frame(self) -> dict[str, Any] | None:
         frame = self._reader.read()
         if frame is None and self.config.loop:
             self._reader.close()

@@ -44,7 +44,7 @@ def test_corrupt_video_mid_stream_stops_with_one_line_naming_file_and_frame(tmp_
     out = tmp_path / "out.mp4"
     result = surgseg("run", str(write_graph(tmp_path, video_graph({"type": "VideoFileSource", "path": str(broken)},
                                                                    out))))
-    assert result.returncode != 0
+    assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and re.search(r"broken\.mp4: frame \d+: .*truncated", errors[0]), result.stderr
     assert decoded_count(out) == frames_reported(result.stderr) > 10

@@ -256,7 +256,7 @@ def build_checked_engine(
     build = BuildConfig(precision=precision, timing_cache=timing_cache_path(onnx_path, gpu, trt.__version__))
     with atomic_path(final) as staged:
         build_engine(onnx_path, staged, build, calibration.pairs if calibration else None,
-                     final.with_suffix(".calib"))
+                     final.with_suffix(f".{artifact.files['onnx']['sha256'][:12]}.calib"))
         reference = RefinerRuntime(artifact, RuntimeConfig(backend="onnxruntime", device="cpu"))
         candidate = RefinerRuntime(artifact, RuntimeConfig(backend="tensorrt", engine=str(staged), precision=precision))
         result = accuracy_gate(
