@@ -7,7 +7,6 @@ import json
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 from benchmarks.common import RESULTS, machine
 

@@ -86,6 +86,19 @@ def test_failed_check_leaves_previous_artefact_untouched(tmp_path):
     assert {p.name: p.read_bytes() for p in artifact.folder.iterdir()} == before
 
 
+def test_reexport_of_a_different_model_drops_engines_of_the_old_onnx(tmp_path):
+    artifact = export_tiny_refiner(tmp_path)
+    engine = artifact.folder / "refiner.nvidia-h100.10.13.3.9.fp16.engine"
+    engine.write_bytes(b"plan")
+    cache = artifact.folder / "refiner.nvidia-h100.10.13.3.9.timing.cache"
+    cache.write_bytes(b"timings")
+    export_refiner(ExportConfig(checkpoint=tmp_path / "tiny.pt", out=artifact.folder, val_frames=1))
+    assert engine.is_file()  # same model, same ONNX: its engine still applies
+    torch.manual_seed(5)
+    export_model(TinyRefiner(refiner_config("nano")), artifact, synthetic_inputs(artifact, 1, seed=0))
+    assert not engine.exists() and cache.is_file()
+
+
 def test_checkpoint_without_metadata_key_is_refused(tmp_path):
     meta = {"classes": ["background", "tool"], "input_size": [32, 48]}
     with pytest.raises(InputError, match="normalisation"):

@@ -20,7 +20,7 @@ from PIL import Image
 from test_sources import collect, run, write_folder
 from test_video_io import decoded_count, faststart_clip, write_clip, write_with_pyav
 
-from surgseg.operators.base import OperatorFailure
+from surgseg.engines.errors import InputError
 
 
 def video_graph(source: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def test_frame_size_change_mid_stream_stops_naming_the_frame(tmp_path: Path) -> 
     large = write_with_pyav(tmp_path / "b.ts", [np.zeros((64, 96, 3), np.uint8)] * 4, "libx264", "yuv420p", "rgb24")
     joined = tmp_path / "joined.ts"
     joined.write_bytes(small.read_bytes() + large.read_bytes())
-    with pytest.raises(OperatorFailure, match=r"joined\.ts: frame 4: size changed mid-stream from 64x48 to 96x64"):
+    with pytest.raises(InputError, match=r"joined\.ts: frame 4: size changed mid-stream from 64x48 to 96x64"):
         run(video_graph({"type": "VideoFileSource", "path": str(joined)}, tmp_path / "out.mp4")["operators"],
             [["source", "video"]])
     assert decoded_count(tmp_path / "out.mp4") == 4
@@ -92,14 +92,14 @@ def test_broken_png_in_the_middle_of_a_folder_stops_naming_it(tmp_path: Path) ->
     write_folder(tmp_path / "images", 6)
     data = (tmp_path / "images" / "4.png").read_bytes()
     (tmp_path / "images" / "4.png").write_bytes(data[: len(data) // 2])
-    with pytest.raises(OperatorFailure, match=r"images/4\.png: broken or unreadable picture"):
+    with pytest.raises(InputError, match=r"images/4\.png: broken or unreadable picture"):
         collect({"type": "ImageFolderSource", "path": str(tmp_path / "images")})
 
 
 def test_image_folder_with_a_picture_of_another_size_is_refused_naming_it(tmp_path: Path) -> None:
     write_folder(tmp_path / "images", 4)
     Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "images" / "3.png")
-    with pytest.raises(OperatorFailure, match=r"3\.png: picture is 40x30, the sequence started at 32x24"):
+    with pytest.raises(InputError, match=r"3\.png: picture is 40x30, the sequence started at 32x24"):
         collect({"type": "ImageFolderSource", "path": str(tmp_path / "images")})
 
 

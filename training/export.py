@@ -181,12 +181,31 @@ def export_model(
             )
         check = {"inputs": inputs.source, "max_abs_logit_diff": diffs, "tolerance": tolerance}
         replace(staged, extra={**staged.extra, "export_check": check}).save()
+        drop_stale_engines(folder, staged.files["onnx"]["sha256"])
         for name in (ONNX_NAME, PROGRAM_NAME, METADATA_NAME):
             os.replace(staging / name, folder / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     files = {"onnx": folder / ONNX_NAME, "torch": folder / PROGRAM_NAME, "metadata": folder / METADATA_NAME}
     return ExportReport(folder, files, inputs.source, len(inputs.pairs), diffs, tolerance)
+
+
+def drop_stale_engines(folder: Path, onnx_sha256: str) -> list[Path]:
+    """Remove TensorRT engines and INT8 calibration caches beside a refiner.onnx that is about to be replaced by a
+    different one (the timing cache stays: it holds per-layer timings, valid for any network on that GPU)."""
+    previous = folder / METADATA_NAME
+    try:
+        old = RefinerArtifact.load(previous).files["onnx"]["sha256"] if previous.is_file() else None
+    except InputError:
+        old = None
+    if old == onnx_sha256:
+        return []
+    stem = Path(ONNX_NAME).stem
+    stale = [*folder.glob(f"{stem}.*.engine"), *folder.glob(f"{stem}.*.calib")]
+    for path in stale:
+        log.info("removing %s: built from the previous refiner.onnx", path.name)
+        path.unlink()
+    return stale
 
 
 def write_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
