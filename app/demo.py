@@ -48,9 +48,10 @@ class DemoConfig:
     train_minutes: float = 2.0
     train_epochs: int = 40
     refiner: str = "nano"
-    prior_dropout: float = 0.5
-    """Share of training samples with an empty prior: the refiner must also work from the image alone (random-weight
-    SAM 2, hands-free seeding)."""
+    prior_dropout: float = 0.9
+    """Share of training samples with an empty prior. High because the demo's SAM 2 usually has random weights, so
+    the refiner must work from the image alone (measured on the demo clip: Dice 0.40 at 0.9 vs 0.20 at 0.5, with the
+    validation Dice under simulated priors unchanged, 0.82 vs 0.81)."""
     seed: int = 0
     threads: int = 2
     graph: str = "replay"
