@@ -92,10 +92,11 @@ class RateMeter:
 class _NumpyOps:
     @staticmethod
     def blend(frame: np.ndarray, mask: np.ndarray, colours: np.ndarray, opacity: float) -> np.ndarray:
-        coloured = colours[mask]
-        inside = (mask > 0)[..., None]
-        mixed = frame.astype(np.float32) * (1 - opacity) + coloured.astype(np.float32) * opacity
-        return np.where(inside, mixed.astype(np.uint8), frame)
+        out = frame.copy()
+        inside = mask > 0
+        mixed = frame[inside].astype(np.float32) * (1 - opacity) + colours[mask[inside]].astype(np.float32) * opacity
+        out[inside] = mixed.astype(np.uint8)
+        return out
 
     @staticmethod
     def contours(mask: np.ndarray) -> np.ndarray:

@@ -54,15 +54,17 @@ def mask_to_model(mask: Any, size: tuple[int, int]) -> Any:
     return out
 
 
-def mask_prior(mask: Any, num_classes: int, logit: float) -> Any:
-    """A model-size class-id mask as prior logits (1, C−1, h, w): +logit inside class k, −logit elsewhere."""
+def mask_prior(mask: Any, num_classes: int, logit: float, outside: float | None = None) -> Any:
+    """A model-size class-id mask as prior logits (1, C−1, h, w): +logit inside class k, `outside` elsewhere
+    (default −logit; 0 = "no opinion", which lets a class the mask missed appear)."""
+    low = -logit if outside is None else outside
     if array_kind(mask) == "numpy":
         ids = np.arange(1, num_classes, dtype=mask.dtype).reshape(-1, 1, 1)
-        return np.where(mask[None] == ids, np.float32(logit), np.float32(-logit))[None]
+        return np.where(mask[None] == ids, np.float32(logit), np.float32(low))[None]
     import torch
 
     ids = torch.arange(1, num_classes, device=mask.device, dtype=mask.dtype).view(-1, 1, 1)
-    return torch.where(mask[None] == ids, logit, -logit).float()[None]
+    return torch.where(mask[None] == ids, logit, low).float()[None]
 
 
 def empty_prior(num_classes: int, size: tuple[int, int], like: Any) -> Any:

@@ -2,7 +2,7 @@
 
 The artefact is checked against the graph (class count, input size) when the operator is created, so a mismatch
 stops the graph before it starts. With `prior_source: feedback` (the lite graph, no SAM 2) the prior is the previous
-refined mask as ±`mask_logit` logits, and all-zero ("no prior") on frame 0.
+refined mask as logits (`mask_logit` inside, `outside_logit` elsewhere), and all-zero ("no prior") on frame 0.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ class RefinerOpConfig:
     prior_source: str = "sam2"
     """sam2: the message's `prior`; feedback: the previous refined mask (lite graph)."""
     mask_logit: float = 8.0
+    """Lite prior inside the previous mask's classes."""
+    outside_logit: float = 0.0
+    """Lite prior elsewhere: 0 ("no opinion") lets an instrument the previous mask missed appear; −mask_logit
+    would lock the mask onto what it already found."""
 
     def __post_init__(self) -> None:
         if self.prior_source not in PRIOR_SOURCES:
@@ -70,4 +74,4 @@ class Refiner(SurgsegOperator):
         if feedback is None:
             return empty_prior(c.num_classes, tuple(c.size), image)
         small = mask_to_model(feedback["mask"], tuple(c.size))
-        return mask_prior(small, c.num_classes, c.mask_logit)
+        return mask_prior(small, c.num_classes, c.mask_logit, c.outside_logit)

@@ -108,6 +108,11 @@ def test_mask_prior_is_positive_inside_the_class_only():
     assert prior[0, 1, 2, 2] == 8.0 and prior[0, 0, 2, 2] == -8.0 and prior[0, 1, 0, 0] == -8.0
 
 
+def test_mask_prior_can_leave_the_outside_without_opinion():
+    prior = mask_prior(np.pad(np.ones((2, 2), np.uint8), 2), num_classes=2, logit=8.0, outside=0.0)
+    assert prior[0, 0, 2, 2] == 8.0 and prior[0, 0, 0, 0] == 0.0
+
+
 # ------------------------------------------------------------------------------------------- TemporalEMA, Overlay
 def test_temporal_ema_gives_a_mask_at_source_resolution():
     message = preprocessed()
