@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -123,16 +124,16 @@ class PriorTracker:
             since_seed = self.frame_index - 1 - self.seed_frame
             due = self.policy.condition_every and since_seed > 0 and since_seed % self.policy.condition_every == 0
             if due and feedback.any():
-                self.engine.condition_on_mask(feedback)
+                self.engine.condition_on_mask(self._square_mask(feedback))
                 events.conditioned = True
             elif lost:
-                self.engine.condition_on_mask(_only(feedback, lost))
+                self.engine.condition_on_mask(self._square_mask(_only(feedback, lost)))
             if lost:
                 events.reseeded = lost
                 self._present_run[lost] = 0
         self._last = self.engine.step(square)
         if request is not None and request.prompts is not None and request.prompts.classes:
-            self._last = self.engine.reprompt(request.prompts)
+            self._last = self.engine.reprompt(self._square_prompts(request.prompts))
             events.reseeded = sorted(set(events.reseeded) | set(request.prompts.classes))
 
     def _seed(self, square: torch.Tensor, request: SeedRequest) -> StreamOutput:
@@ -141,9 +142,9 @@ class PriorTracker:
             prompts = prompts_from_mask(request.mask, self.policy.num_classes)
         if not prompts.classes:
             raise InputError("seed: the seed mask has no foreground pixels")
-        output = self.engine.seed(square, prompts)
+        output = self.engine.seed(square, self._square_prompts(prompts))
         if request.mask is not None:
-            output = self.engine.condition_on_mask(request.mask)
+            output = self.engine.condition_on_mask(self._square_mask(request.mask))
         self.seed_frame = self.frame_index
         self._present_run[:] = 0
         return output
@@ -166,6 +167,16 @@ class PriorTracker:
         return set(self.engine.memory_state())
 
     # ------------------------------------------------------------------ arrays
+    def _square_mask(self, mask: np.ndarray) -> np.ndarray:
+        """A model-geometry class-id mask stretched to S×S like the image (nearest, so ids stay ids)."""
+        s = self.engine.image_size
+        return mask if mask.shape == (s, s) else cv2.resize(mask, (s, s), interpolation=cv2.INTER_NEAREST)
+
+    def _square_prompts(self, prompts: ClassPrompts) -> ClassPrompts:
+        """Model-geometry prompts moved onto the stretched S×S image."""
+        s = self.engine.image_size
+        return prompts if (prompts.height, prompts.width) == (s, s) else prompts.resized(s, s)
+
     def _square(self, image: torch.Tensor) -> torch.Tensor:
         """The model-size image as SAM 2's S×S input (stretched when the model size is not square S)."""
         s = self.engine.image_size

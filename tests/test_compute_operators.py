@@ -287,3 +287,39 @@ def test_debug_snapshot_writes_every_nth_frame_with_an_index(tmp_path):
         assert saved["image"].shape == (1, 3, *MODEL) and saved["mask"].shape == FRAME_HW
     lines = [json.loads(line) for line in (tmp_path / "index.jsonl").read_text().splitlines()]
     assert [line["frame_index"] for line in lines] == [0, 2, 4] and lines[0]["object_scores"] == [1.5]
+
+
+def test_tracker_hands_sam2_masks_and_prompts_in_its_stretched_square_geometry():
+    """A non-square model size is stretched to S×S for SAM 2; the seed mask must land on the same pixels."""
+    import numpy as np
+    import torch
+
+    from surgseg.engines.prior_tracker import PriorTracker, SeedRequest, TrackerPolicy
+
+    class Recorder:
+        image_size, device = 64, "cpu"
+
+        def __init__(self):
+            self.masks, self.prompts = [], []
+
+        def seed(self, image, prompts):
+            self.prompts.append(prompts)
+            return None
+
+        def condition_on_mask(self, mask, include_empty=False):
+            self.masks.append(mask)
+            return None
+
+        def memory_state(self):
+            return {}
+
+    engine = Recorder()
+    mask = np.zeros((32, 48), np.uint8)
+    mask[8:16, 24:36] = 1  # rows 8-15, columns 24-35 of a 32×48 model frame
+    PriorTracker(engine, TrackerPolicy()).frame(torch.zeros(1, 3, 32, 48), request=SeedRequest(mask=mask))
+    rows, cols = np.nonzero(engine.masks[0])
+    assert engine.masks[0].shape == (64, 64)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (16, 31, 32, 47)
+    x0, y0, x1, y1 = engine.prompts[0].classes[1][0].box
+    assert (engine.prompts[0].height, engine.prompts[0].width) == (64, 64)
+    assert 31 <= x0 <= 33 and 15 <= y0 <= 17 and 46 <= x1 <= 49 and 30 <= y1 <= 33
