@@ -1,4 +1,7 @@
-"""`surgseg` command line: one sub-command module per area, each registering itself."""
+"""surgseg: real-time surgical video segmentation on a Holoscan graph (streaming SAM 2 prior + tiny refiner).
+
+One sub-command module per area registers itself; training commands import the training package only when run.
+"""
 
 from __future__ import annotations
 
@@ -13,21 +16,21 @@ log = logging.getLogger("surgseg")
 
 # Each module defines `register(subparsers)`; handlers import their heavy dependencies lazily.
 COMMAND_MODULES = (
-    "surgseg.app.cmd_record",
-    "surgseg.app.cmd_graph",
     "surgseg.app.cmd_demo",
-    "surgseg.app.cmd_weights",
-    "surgseg.training.cmd_priors",
-    "surgseg.training.cmd_export",
+    "surgseg.app.cmd_graph",
+    "surgseg.app.cmd_record",
     "surgseg.training.cmd_data",
+    "surgseg.training.cmd_priors",
     "surgseg.training.cmd_train",
+    "surgseg.training.cmd_export",
+    "surgseg.app.cmd_weights",
     "surgseg.app.cmd_sweep",
     "surgseg.app.cmd_qa",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="surgseg", description=__doc__)
+    parser = argparse.ArgumentParser(prog="surgseg", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
