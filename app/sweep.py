@@ -27,6 +27,7 @@ from surgseg.engines.errors import InputError
 
 log = logging.getLogger(__name__)
 
+METRICS = ("dice", "iou", "boundary_f")
 AXIS_ALIASES = {
     "size": "operators.prior.image_size",
     "memory_every": "operators.prior.memory_every",
@@ -120,6 +121,7 @@ def run_point(graph: Path, point: SweepPoint, clips: list[Clip], base_overrides:
     """Run every clip with this point's overrides; pool per-frame scores and latencies over the clips."""
     scores: dict[str, list[float]] = defaultdict(list)
     latencies: list[float] = []
+    per_clip = {}
     for clip in clips:
         out = workdir / "work" / point.id / clip.name
         spec = load_graph(graph, [*base_overrides, *point.overrides(), *clip_overrides(graph, clip, out)])
@@ -127,12 +129,13 @@ def run_point(graph: Path, point: SweepPoint, clips: list[Clip], base_overrides:
         metrics = json.loads((out / "metrics.json").read_text())
         latency = json.loads((out / "latency.json").read_text())
         frames = metrics["frames_scored"]
-        for name in ("dice", "iou", "boundary_f"):
+        per_clip[clip.name] = {"frames": frames, **{name: metrics[f"mean_{name}"] for name in METRICS}}
+        for name in METRICS:
             scores[name] += [metrics[f"mean_{name}"]] * frames
         latencies += latency["end_to_end_samples_ms"]
     return {
         "id": point.id, "label": point.label, "values": dict(point.values),
-        "frames": len(scores["dice"]), "clips": [clip.name for clip in clips],
+        "frames": len(scores["dice"]), "clips": per_clip,
         "metrics": {name: float(np.mean(values)) for name, values in scores.items()},
         "latency_ms": {f"p{p}": float(np.percentile(latencies, p)) for p in (50, 95, 99)},
     }
