@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from surgseg.training.augment import PRIOR_PAD_LOGIT, AugmentSettings, TripletTransform
-from surgseg.training.refiner_net import IMAGENET_MEAN, IMAGENET_STD
+from surgseg.engines.preprocess import IMAGENET_MEAN, IMAGENET_STD, PAD_LOGIT
+from surgseg.training.augment import AugmentSettings, TripletTransform
 
 
 def checkerboard(shape: tuple[int, int] = (96, 128), cell: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -42,7 +42,7 @@ def test_validation_transform_letterboxes_without_augmenting() -> None:
     image, prior, mask = checkerboard((48, 128))
     out_image, out_prior, out_mask = TripletTransform((64, 64), False)(image, prior, mask, np.random.default_rng(0))
     # 48×128 → scale 0.5 → 24×64 centred: 20 rows of padding above and below.
-    assert np.all(out_mask[:20] == 0) and np.all(out_prior[0, :20] == PRIOR_PAD_LOGIT)
+    assert np.all(out_mask[:20] == 0) and np.all(out_prior[0, :20] == PAD_LOGIT)
     assert np.array_equal(out_mask[20:44], mask[::2, ::2])
     assert np.array_equal(bright(out_image)[20:44], mask[::2, ::2] > 0)
 

@@ -17,9 +17,7 @@ import cv2
 import numpy as np
 
 from surgseg.engines.letterbox import letterbox
-from surgseg.training.refiner_net import IMAGENET_MEAN, IMAGENET_STD
-
-PRIOR_PAD_LOGIT = -10.0  # prior value in letterbox padding: confidently outside every class
+from surgseg.engines.preprocess import IMAGENET_MEAN, IMAGENET_STD, PAD_LOGIT
 
 
 @dataclass(frozen=True)
@@ -114,7 +112,7 @@ def letterbox_triplet(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Letterbox image (H×W×3), prior (H×W×C) and mask (H×W) to `size`; returns image, prior C×H×W, mask."""
     image_lb, _ = letterbox(image, size)
-    prior_lb, _ = letterbox(prior.astype(np.float32), size, pad_value=PRIOR_PAD_LOGIT)
+    prior_lb, _ = letterbox(prior.astype(np.float32), size, pad_value=PAD_LOGIT)
     mask_lb, _ = letterbox(mask, size, interpolation=cv2.INTER_NEAREST_EXACT)
     return image_lb, np.ascontiguousarray(prior_lb.reshape(*size, -1).transpose(2, 0, 1)), mask_lb
 

@@ -22,9 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from surgseg.engines.errors import InputError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from surgseg.engines.preprocess import IMAGENET_MEAN, IMAGENET_STD
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
