@@ -26,6 +26,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume:
         config.resume = True
     summary = train(config)
+    if summary is None:  # a DDP rank other than 0: rank 0 reports
+        return 0
     best = summary["best_val"]
     table = Table(title=f"refiner training → {summary['out_dir']}")
     table.add_column("validation")

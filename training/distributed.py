@@ -63,14 +63,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def rank_zero_says(context: DistributedContext, flag: bool, device: torch.device) -> bool:
-    """Rank 0's value of `flag` on every rank, so that all ranks stop at the same step (a wall-clock budget
-    would otherwise end them at different steps and leave the others waiting in an all-reduce)."""
+def from_rank_zero(context: DistributedContext, value: float, device: torch.device) -> float:
+    """Rank 0's `value` on every rank (e.g. run progress: a wall-clock budget measured on each rank would give
+    slightly different learning rates and stop the ranks at different steps, leaving one waiting in an all-reduce)."""
     if not context.enabled:
-        return flag
-    value = torch.tensor([int(flag)], device=device)
-    dist.broadcast(value, src=0)
-    return bool(value.item())
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
 
 
 def barrier(context: DistributedContext) -> None:
@@ -79,9 +79,10 @@ def barrier(context: DistributedContext) -> None:
 
 
 def weight_digests(context: DistributedContext, model: nn.Module) -> list[str]:
-    """SHA-256 of every rank's parameters, gathered on every rank: identical digests mean the replicas agree."""
+    """SHA-256 of every rank's parameters, gathered on every rank: identical digests mean the replicas agree.
+    (BatchNorm running statistics are left out: each rank updates its own from its own batches; rank 0's are saved.)"""
     digest = hashlib.sha256()
-    for tensor in unwrap(model).state_dict().values():
+    for tensor in unwrap(model).parameters():
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     mine = digest.hexdigest()
     if not context.enabled:

@@ -28,6 +28,7 @@ from surgseg.engines.atomic import atomic_path, atomic_write_json
 from surgseg.engines.errors import InputError
 from surgseg.engines.letterbox import letterbox_geometry, unletterbox
 from surgseg.engines.metrics import MetricAccumulator
+from surgseg.training import distributed
 from surgseg.training.augment import AugmentSettings, TripletTransform
 from surgseg.training.losses import LossWeights, RefinerLoss
 from surgseg.training.prior_simulator import PriorSimSettings
@@ -178,16 +179,22 @@ def make_datasets(config: TrainConfig, train: list[Sample], val: list[Sample]) -
     return train_ds, val_ds
 
 
-def make_loader(config: TrainConfig, dataset: RefinerDataset) -> torch.utils.data.DataLoader:
-    """Shuffled batches; with `oversample`, frames holding rare classes are drawn more often (with replacement)."""
-    generator = torch.Generator().manual_seed(config.seed)
+def make_loader(config: TrainConfig, dataset: RefinerDataset,
+                context: distributed.DistributedContext) -> torch.utils.data.DataLoader:
+    """Shuffled batches; with `oversample`, frames holding rare classes are drawn more often (with replacement).
+    Under DDP each rank draws its own 1/world share of an epoch."""
+    generator = torch.Generator().manual_seed(config.seed + context.rank)
     weights = oversampling_weights(dataset.class_presence()) if config.data.oversample else None
     common = {"batch_size": config.optim.batch_size, "num_workers": config.num_workers,
-              "drop_last": len(dataset) >= config.optim.batch_size}
+              "drop_last": len(dataset) // context.world_size >= config.optim.batch_size}
     if weights is not None and not np.allclose(weights, weights[0]):
-        sampler = torch.utils.data.WeightedRandomSampler(weights.tolist(), len(dataset), generator=generator)
-        return torch.utils.data.DataLoader(dataset, sampler=sampler, **common)
-    return torch.utils.data.DataLoader(dataset, shuffle=True, generator=generator, **common)
+        sampler = torch.utils.data.WeightedRandomSampler(weights.tolist(), len(dataset) // context.world_size,
+                                                         generator=generator)
+    elif context.enabled:
+        sampler = torch.utils.data.DistributedSampler(dataset, context.world_size, context.rank, seed=config.seed)
+    else:
+        return torch.utils.data.DataLoader(dataset, shuffle=True, generator=generator, **common)
+    return torch.utils.data.DataLoader(dataset, sampler=sampler, **common)
 
 
 # ------------------------------------------------------------------------------------------------ lr schedule
@@ -339,14 +346,16 @@ class Logger:
 
 
 # ---------------------------------------------------------------------------------------------------- training
-def train(config: TrainConfig) -> dict[str, Any]:
-    """Run a full training; return the summary (also written to <out_dir>/summary.json)."""
+def train(config: TrainConfig) -> dict[str, Any] | None:
+    """Run a full training; return the summary (also written to <out_dir>/summary.json); None on DDP ranks > 0."""
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    context = distributed.init_distributed()
+    main = context.is_main
     seed_everything(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
+    device = distributed.device_for(context, pick_device(config.device))
     use_amp = config.optim.amp and device.type == "cuda"
     classes = list(config.data.classes)
     if not config.loss.ce and not config.loss.dice:
@@ -355,18 +364,18 @@ def train(config: TrainConfig) -> dict[str, Any]:
     # data
     train_samples, val_samples = split_samples(config)
     train_ds, val_ds = make_datasets(config, train_samples, val_samples)
-    loader = make_loader(config, train_ds)
+    loader = make_loader(config, train_ds, context)
     fingerprint = data_fingerprint(train_samples)
 
     # model, loss, optimiser
     model_config = refiner_config(config.model.size, num_classes=len(classes), **config.model.overrides)
     size = tuple(config.data.input_size)
     check_input_size(model_config, size)
-    model = TinyRefiner(model_config).to(device)
-    params, macs = count_parameters(model), count_macs(model, size)
+    refiner = TinyRefiner(model_config).to(device)
+    params, macs = count_parameters(refiner), count_macs(refiner, size)
     log.info("refiner %s: %.3f M parameters, %.3f GMACs at %dx%d", config.model.size, params / 1e6, macs / 1e9, *size)
     criterion = RefinerLoss(config.loss)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    optimizer = torch.optim.AdamW(refiner.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     steps_per_epoch = max(len(loader) // config.optim.accumulate, 1)
     total_steps = steps_per_epoch * config.optim.epochs
@@ -378,7 +387,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     start_epoch, step, best, elapsed_before = 0, 0, -1.0, 0.0
     if config.resume and (out / "last.pt").is_file():
         state = torch.load(out / "last.pt", map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
+        refiner.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step = state["epoch"] + 1, state["scheduler"]["step"]
         best, elapsed_before = state["scheduler"]["best"], state["scheduler"]["elapsed_s"]
@@ -386,10 +395,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
     elif config.resume:
         log.warning("resume: %s not found, starting afresh", out / "last.pt")
     budget = Budget(total_steps, max_seconds, elapsed_before)
-    logger = Logger(out, keep_rows=start_epoch > 0)
+    logger = Logger(out, keep_rows=start_epoch > 0) if main else None
+    model = distributed.wrap(context, TrainingForward(refiner), device)
+
+    def progress() -> float:
+        """Run progress, rank 0's under DDP: every rank uses the same lr and stops at the same step."""
+        return distributed.from_rank_zero(context, budget.progress(step), device)
 
     def save(path: Path, epoch: int, metrics: dict[str, Any]) -> None:
-        payload = checkpoint_payload(model, input_size=size, classes=classes, data_fingerprint=fingerprint,
+        payload = checkpoint_payload(refiner, input_size=size, classes=classes, data_fingerprint=fingerprint,
                                      val_metrics=metrics, epoch=epoch, optimizer=optimizer.state_dict(),
                                      scheduler={"step": step, "best": best, "elapsed_s": budget.elapsed(),
                                                 "total_steps": total_steps})
@@ -400,12 +414,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
     model.train()
     epoch, last_metrics = start_epoch - 1, {}
     for epoch in range(start_epoch, config.optim.epochs):
-        if budget.progress(step) >= 1.0:
+        if progress() >= 1.0:
             break
         train_ds.set_epoch(epoch)
+        if isinstance(loader.sampler, torch.utils.data.DistributedSampler):
+            loader.sampler.set_epoch(epoch)
         sums: dict[str, float] = {}
         batches = 0
-        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None)
+        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None if main else True)
         for i, batch in enumerate(bar):
             loss, parts = forward_loss(model, criterion, batch, device, use_amp)
             scaler.scale(loss / config.optim.accumulate).backward()
@@ -414,25 +430,30 @@ def train(config: TrainConfig) -> dict[str, Any]:
             batches += 1
             if (i + 1) % config.optim.accumulate:
                 continue
-            lr = config.optim.lr * lr_factor(budget.progress(step), config.optim.warmup, config.optim.min_lr_ratio)
+            lr = config.optim.lr * lr_factor(progress(), config.optim.warmup, config.optim.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            torch.nn.utils.clip_grad_norm_(refiner.parameters(), config.optim.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             bar.set_postfix(loss=f"{sums['loss'] / batches:.3f}", lr=f"{lr:.2e}")
-            if budget.progress(step) >= 1.0:
+            if progress() >= 1.0:
                 break
         optimizer.zero_grad(set_to_none=True)
 
         row = {"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"], "elapsed_s": budget.elapsed(),
                **{k: v / max(batches, 1) for k, v in sums.items()}}
-        finished = budget.progress(step) >= 1.0 or epoch == config.optim.epochs - 1
+        finished = progress() >= 1.0 or epoch == config.optim.epochs - 1
+        if not main:
+            distributed.barrier(context)  # rank 0 validates and saves
+            if finished:
+                break
+            continue
         if (epoch + 1) % config.val_every == 0 or finished:
-            last_metrics, overlays = evaluate(model, val_ds, classes, device, config.vis_count)
+            last_metrics, overlays = evaluate(refiner, val_ds, classes, device, config.vis_count)
             row.update(flat_metrics(last_metrics))
             if last_metrics["refined"]["mean_dice"] > best:
                 best = last_metrics["refined"]["mean_dice"]
@@ -442,9 +463,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
         save(out / "last.pt", epoch, last_metrics)
         log.info("epoch %d step %d loss %.4f %s", epoch, step, row.get("loss", float("nan")),
                  " ".join(f"{k}={v:.3f}" for k, v in flat_metrics(last_metrics).items()) if last_metrics else "")
+        distributed.barrier(context)
         if finished:
             break
 
+    digests = distributed.weight_digests(context, refiner)
+    distributed.finish(context)
+    if not main:
+        return None
     logger.plot(out / "curves.png")
     logger.close()
     best_metrics = torch.load(out / "best.pt", map_location="cpu", weights_only=True)["val_metrics"] \
@@ -466,18 +492,34 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "last_val": last_metrics,
         "config": asdict(config),
         "checkpoint": str(out / "best.pt"),
+        "distributed": {"world_size": context.world_size, "backend": context.backend,
+                        "ranks_agree": len(set(digests)) == 1, "weight_sha256": digests},
     }
     atomic_write_json(out / "summary.json", summary)
     return summary
 
 
-def forward_loss(model: TinyRefiner, criterion: RefinerLoss, batch: dict[str, Any], device: torch.device,
+class TrainingForward(torch.nn.Module):
+    """One forward for a training step (segmentation + boundary logits, and the next frame's logits when the
+    temporal loss is on), so that DDP sees every use of the weights inside its own forward."""
+
+    def __init__(self, refiner: TinyRefiner) -> None:
+        super().__init__()
+        self.refiner = refiner
+
+    def forward(self, image: torch.Tensor, prior: torch.Tensor, next_image: torch.Tensor | None = None,
+                next_prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        logits, edges = self.refiner.forward_with_boundary(image, prior)
+        next_logits = None if next_image is None else self.refiner(next_image, next_prior)
+        return logits, edges, next_logits
+
+
+def forward_loss(model: torch.nn.Module, criterion: RefinerLoss, batch: dict[str, Any], device: torch.device,
                  use_amp: bool) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one batch (plus the temporal term when the batch carries the next frames)."""
     with torch.autocast(device.type, enabled=use_amp):
-        logits, edges = model.forward_with_boundary(batch["image"].to(device), batch["prior"].to(device))
-        next_logits = None
-        if "next" in batch:
-            nxt = batch["next"]
-            next_logits = model(nxt["image"].to(device), nxt["prior"].to(device))
+        nxt = batch.get("next")
+        logits, edges, next_logits = model(
+            batch["image"].to(device), batch["prior"].to(device),
+            None if nxt is None else nxt["image"].to(device), None if nxt is None else nxt["prior"].to(device))
         return criterion(logits, batch["mask"].to(device), edges, next_logits)
