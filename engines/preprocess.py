@@ -43,11 +43,11 @@ def model_input(
 def mask_to_model(mask: Any, size: tuple[int, int]) -> Any:
     """H×W class ids → letterboxed h×w class ids (nearest neighbour, padding = background)."""
     if array_kind(mask) == "numpy":
-        return letterbox(mask, size, interpolation=cv2.INTER_NEAREST)[0]
+        return letterbox(mask, size, interpolation=cv2.INTER_NEAREST_EXACT)[0]
     import torch
 
     geometry = letterbox_geometry(tuple(mask.shape[:2]), size)
-    small = _torch_resize(mask[None].float(), geometry, "nearest")[0]
+    small = _torch_resize(mask[None].float(), geometry, "nearest-exact")[0]
     out = torch.zeros(size, dtype=mask.dtype, device=mask.device)
     g = geometry
     out[g.top : g.top + g.resized_h, g.left : g.left + g.resized_w] = small.to(mask.dtype)

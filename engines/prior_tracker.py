@@ -170,7 +170,7 @@ class PriorTracker:
     def _square_mask(self, mask: np.ndarray) -> np.ndarray:
         """A model-geometry class-id mask stretched to S×S like the image (nearest, so ids stay ids)."""
         s = self.engine.image_size
-        return mask if mask.shape == (s, s) else cv2.resize(mask, (s, s), interpolation=cv2.INTER_NEAREST)
+        return mask if mask.shape == (s, s) else cv2.resize(mask, (s, s), interpolation=cv2.INTER_NEAREST_EXACT)
 
     def _square_prompts(self, prompts: ClassPrompts) -> ClassPrompts:
         """Model-geometry prompts moved onto the stretched S×S image."""

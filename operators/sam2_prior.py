@@ -125,7 +125,6 @@ class SAM2Prior(SurgsegOperator):
 
     def _seed_request(self, message: Message, geometry: LetterboxGeometry) -> SeedRequest | None:
         c, t = self.config, self.tracker.frame_index + 1
-        size = (geometry.target_h, geometry.target_w)
         if t in self.clicks:
             return SeedRequest(prompts=click_prompts(self.clicks[t], c.num_classes, geometry))
         if self.tracker.seeded:
