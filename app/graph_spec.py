@@ -84,13 +84,16 @@ class GraphSpec:
         return [name for name, op in self.operators.items() if op.type.name == type_name]
 
 
-def load_graph(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> GraphSpec:
-    """Read, override and validate a graph YAML; raise InputError naming the key at fault."""
+def load_graph(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_paths: bool = True) -> GraphSpec:
+    """Read, override and validate a graph YAML; raise InputError naming the key at fault.
+
+    `check_paths=False` skips only the existence of input files: for tools that read a graph's structure before
+    they point its source somewhere else (sweep, qa)."""
     path = Path(path)
     raw = read_yaml(path)
     for item in overrides:
         apply_override(raw, item)
-    return validate(raw, path)
+    return validate(raw, path, check_paths)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -137,7 +140,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     node[last] = value
 
 
-def validate(raw: dict[str, Any], path: Path) -> GraphSpec:
+def validate(raw: dict[str, Any], path: Path, check_paths: bool = True) -> GraphSpec:
     _reject_unknown(raw, TOP_LEVEL_KEYS, "")
     name = raw.get("name", path.stem)
     device = raw.get("device", "auto")
@@ -147,7 +150,7 @@ def validate(raw: dict[str, Any], path: Path) -> GraphSpec:
     if not isinstance(plugins_raw, list) or not all(isinstance(m, str) for m in plugins_raw):
         raise InputError("plugins: expected a list of module names")
     plugins = load_plugins(plugins_raw)
-    operators = _operators(raw.get("operators"), plugins)
+    operators = _operators(raw.get("operators"), plugins, check_paths)
     flows = _flows(raw.get("flows"), operators)
     _check_every_operator_flows(operators, flows)
     _check_no_cycle(operators, flows)
@@ -179,7 +182,7 @@ def _scheduler(raw: Any) -> SchedulerSpec:
     return spec
 
 
-def _operators(raw: Any, plugins: dict[str, type]) -> dict[str, OperatorSpec]:
+def _operators(raw: Any, plugins: dict[str, type], check_paths: bool) -> dict[str, OperatorSpec]:
     if not isinstance(raw, dict) or not raw:
         raise InputError("operators: expected a mapping of operator name → {type: ..., parameters}")
     specs = {}
@@ -200,12 +203,12 @@ def _operators(raw: Any, plugins: dict[str, type]) -> dict[str, OperatorSpec]:
             raise InputError(f"{key}.conditions.count: expected a whole number ≥ 0, got {count!r}")
         if period is not None and (not isinstance(period, (int, float)) or isinstance(period, bool) or period <= 0):
             raise InputError(f"{key}.conditions.period_ms: expected a positive number, got {period!r}")
-        config = params if op_type.builtin else _operator_config(op_type.cls, params, key)
+        config = params if op_type.builtin else _operator_config(op_type.cls, params, key, check_paths)
         specs[name] = OperatorSpec(name=name, type=op_type, params=config, count=count, period_ms=period)
     return specs
 
 
-def _operator_config(cls: type, params: dict[str, Any], key: str) -> Any:
+def _operator_config(cls: type, params: dict[str, Any], key: str, check_paths: bool) -> Any:
     config_cls = cls.Config
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     _reject_unknown_params(params, tuple(fields), key)
@@ -213,7 +216,8 @@ def _operator_config(cls: type, params: dict[str, Any], key: str) -> Any:
         if name not in params and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise InputError(f"{key}.{name}: missing required parameter")
     config = _validate_dataclass(config_cls, params, key)
-    _check_paths(config_cls, config, key)
+    if check_paths:
+        _check_paths(config_cls, config, key)
     return config
 
 
