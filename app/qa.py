@@ -19,6 +19,7 @@ from surgseg.app.graph_spec import apply_override, read_yaml, validate
 from surgseg.app.runtime import run_graph
 from surgseg.engines.atomic import atomic_write_json
 from surgseg.engines.errors import InputError
+from surgseg.engines.json_file import read_json
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +88,8 @@ def compare(current: dict[str, dict[str, float]], baseline: dict[str, Any], tole
 
 
 def read_baseline(path: Path) -> dict[str, Any]:
-    try:
-        baseline = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no baseline (create one on purpose with --update)") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON: {exc}") from None
-    if baseline.get("schema_version") != SCHEMA_VERSION or not isinstance(baseline.get("tags"), dict):
+    baseline = read_json(path, missing="no baseline (create one on purpose with --update)")
+    if not isinstance(baseline, dict) or baseline.get("schema_version") != SCHEMA_VERSION or not isinstance(baseline.get("tags"), dict):
         raise InputError(f"{path}: not a QA baseline (schema_version {SCHEMA_VERSION} with 'tags')")
     return baseline
 

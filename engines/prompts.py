@@ -6,11 +6,9 @@ Coordinates are pixels of the mask they came from: a point is `(x, y)` = (column
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -18,6 +16,7 @@ import numpy as np
 
 from surgseg.engines.atomic import atomic_write_json
 from surgseg.engines.errors import InputError
+from surgseg.engines.json_file import read_json
 
 SCHEMA_VERSION = 1
 POSITIVE = 1
@@ -118,14 +117,7 @@ def save_prompts(path: str | os.PathLike, prompts: ClassPrompts) -> None:
 
 def load_prompts(path: str | os.PathLike) -> ClassPrompts:
     """Read prompts JSON written by `save_prompts`; InputError naming the file when missing or malformed."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: prompts file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    return ClassPrompts.from_json(data, where=str(path))
+    return ClassPrompts.from_json(read_json(path, missing="prompts file not found"), where=str(path))
 
 
 def prompts_from_mask(
