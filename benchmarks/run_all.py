@@ -37,7 +37,8 @@ def summary_markdown() -> str:
         lines += [f"## {result.get('benchmark', path.stem)}", "",
                   f"Ran {ran.get('date', '?')} on {ran.get('cpu', '?')} ({ran.get('cores', '?')} cores, "
                   f"GPU: {ran.get('gpu') or 'none'}). File: `{path.name}`.", ""]
-        scalars = {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool)) and k != "benchmark"}
+        scalars = {k: v for k, v in result.items()
+                   if isinstance(v, (int, float, bool)) or isinstance(v, str) and "\n" not in v and k != "benchmark"}
         if scalars:
             lines += ["| key | value |", "|---|---|"]
             lines += [f"| {k} | {round(v, 4) if isinstance(v, float) else v} |" for k, v in scalars.items()]

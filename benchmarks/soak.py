@@ -25,18 +25,20 @@ RSS_LIMIT_MIB = 50.0
 LATENCY_RATIO_LIMIT = 1.10
 
 
-def soak_graph(frames: int, image_size: int, refiner_onnx: Path, out: Path) -> dict[str, Any]:
+def soak_graph(frames: int, image_size: int, refiner_onnx: Path, out: Path, window: int) -> dict[str, Any]:
     """replay_fast with a synthetic source of `frames` frames and an RSS probe."""
     raw = read_yaml(graph_path("replay_fast"))
     model_h, model_w = raw["operators"]["preproc"]["size"]
     raw["device"] = "cpu"
     raw["plugins"] = ["benchmarks.soak_probe"]
     raw["operators"]["source"] = {"type": "SyntheticSource", "frames": frames, "size": [model_w, model_h], "seed": 1}
-    raw["operators"]["prior"].update(image_size=image_size, memory_every=5, seed={"from_gt": True})
+    # an explicit box at frame 0: SAM 2 tracks from the first frame, so every window measures the same work
+    box = [model_w * 0.3, model_h * 0.3, model_w * 0.7, model_h * 0.7]
+    raw["operators"]["prior"].update(image_size=image_size, memory_every=5, seed={"box": box})
     raw["operators"]["refiner"]["artifact"] = str(refiner_onnx)
     raw["operators"]["metrics"]["path"] = str(out / "metrics.json")
     raw["operators"]["latency"]["path"] = str(out / "latency.json")
-    raw["operators"]["rss"] = {"type": "RSSProbe", "path": str(out / "rss.json")}
+    raw["operators"]["rss"] = {"type": "RSSProbe", "path": str(out / "rss.json"), "every": max(1, window // 5)}
     raw["flows"].append(["ema", "rss"])
     return raw
 
@@ -44,7 +46,7 @@ def soak_graph(frames: int, image_size: int, refiner_onnx: Path, out: Path) -> d
 def soak(frames: int, image_size: int, out: Path, window: int) -> dict[str, Any]:
     from benchmarks.refiner_latency import export_random_refiner
 
-    raw = soak_graph(frames, image_size, Path("unset"), out)
+    raw = soak_graph(frames, image_size, Path("unset"), out, window)
     model_size = tuple(raw["operators"]["refiner"]["size"])
     (out / "refiner").mkdir(parents=True, exist_ok=True)
     artifact = export_random_refiner(model_size, out / "refiner", "nano")
