@@ -83,9 +83,12 @@ def read_mask(path: str | Path, num_classes: int = 2) -> np.ndarray:
     mask = np.asarray(picture.convert("L") if picture.mode != "L" else picture)
     if int(mask.max(initial=0)) < num_classes:
         return np.ascontiguousarray(mask, dtype=np.uint8)
-    if num_classes == 2:
+    values = np.unique(mask)
+    ambiguous = values[(values >= num_classes) & (values < 128)]
+    if num_classes == 2 and ambiguous.size == 0:
         return (mask >= 128).astype(np.uint8)
-    raise InputError(f"{path}: mask value {int(mask.max())} is not a class id (num_classes={num_classes})")
+    unknown = values[values >= num_classes]
+    raise InputError(f"{path}: mask values {unknown[:8].tolist()} are not class ids (num_classes={num_classes})")
 
 
 def read_pair(pair: FramePair, num_classes: int = 2) -> tuple[np.ndarray, np.ndarray | None]:

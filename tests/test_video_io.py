@@ -225,3 +225,20 @@ def test_real_1280x720_videos_decode_every_frame() -> None:
         assert (info.width, info.height) == (1280, 720)
         assert info.fps == pytest.approx(29.97, abs=0.01)
         assert frames == info.frames
+
+
+def test_binary_mask_with_a_third_class_value_is_refused_not_thresholded(tmp_path):
+    from PIL import Image
+
+    from surgseg.engines.image_folder import read_mask
+
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:4, 2:4], mask[5:7, 5:7] = 1, 2
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    with pytest.raises(InputError, match=r"m\.png: mask values \[2\] are not class ids \(num_classes=2\)"):
+        read_mask(tmp_path / "m.png", num_classes=2)
+    Image.fromarray(mask * 100).save(tmp_path / "binary.png")  # 0/100/200: 100 is neither an id nor 'on'
+    with pytest.raises(InputError, match="mask values"):
+        read_mask(tmp_path / "binary.png", num_classes=2)
+    Image.fromarray((mask > 0).astype(np.uint8) * 255).save(tmp_path / "ok.png")
+    assert read_mask(tmp_path / "ok.png", num_classes=2).sum() == 8
