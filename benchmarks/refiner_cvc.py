@@ -6,9 +6,9 @@ to train / val / test). Priors are simulated from the ground truth with the defa
 lr 2e-3 (picked in 6-minute pilots on a validation split: 3e-4 gained +0.017 Dice, 2e-3 +0.045); then the best
 checkpoint (by val mean Dice) is scored on the test split at the source resolution (384×288).
 Bar: prior mean Dice in [0.70, 0.85]; refined ≥ prior + 0.05 and ≥ 0.85; Boundary F improves.
-Writes only metrics: benchmarks/results/refiner_clinicdb.json (run files go to --work, outside the repo).
+Writes only metrics: benchmarks/results/refiner_cvc.json (run files go to --work, outside the repo).
 
-    .venv/bin/python -m benchmarks.refiner_clinicdb --minutes 17 --threads 2
+    .venv/bin/python -m benchmarks.refiner_cvc --minutes 17 --threads 2
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cvc-clinicdb"
 SPLIT_SEED = 0
 SPLIT_FRACTIONS = (0.65, 0.10, 0.25)  # train, val, test shares of frames
 PRIOR_SEED = 1234
-log = logging.getLogger("refiner_clinicdb")
+log = logging.getLogger("refiner_cvc")
 
 
 def write_clinicdb_index(data: Path, index: Path) -> dict[str, list[str]]:
@@ -64,7 +64,7 @@ def test_scores(checkpoint: Path, index: Path, classes: list[str]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/refiner_clinicdb"))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/refiner_cvc"))
     parser.add_argument("--minutes", type=float, default=17.0, help="training wall-clock budget")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--size", default="small")
@@ -118,7 +118,7 @@ def main() -> int:
         "passed": all(bar.values()),
         "total_s": round(time.monotonic() - started, 1),
     }
-    path = write_result("refiner_clinicdb", payload)
+    path = write_result("refiner_cvc", payload)
     print(f"test frames {prior['frames']}: prior Dice {prior['mean_dice']:.3f} IoU {prior['mean_iou']:.3f} "
           f"BF {prior['mean_boundary_f']:.3f} | refined Dice {refined['mean_dice']:.3f} IoU {refined['mean_iou']:.3f} "
           f"BF {refined['mean_boundary_f']:.3f} | gain Dice {payload['gain']['mean_dice']:+.3f} "

@@ -1,9 +1,9 @@
 """CVC-ClinicDB test sequences through replay_fast.yaml as image folders, seeded from each sequence's first GT mask.
 
-The refiner is the one `benchmarks/refiner_clinicdb.py` trained (same split: whole `sequence_estimate` groups),
+The refiner is the one `benchmarks/refiner_cvc.py` trained (same split: whole `sequence_estimate` groups),
 exported here to ONNX. Prints Dice/IoU/Boundary F per sequence and overall for each point of `--grid` (one point
 by default); with several points it is the README's latency/accuracy sweep and writes the Pareto plot too.
-Only metrics leave the work folder: benchmarks/results/clinicdb_replay.json (and docs/ plots with --plot).
+Only metrics leave the work folder: benchmarks/results/cvc_replay.json (and docs/ plots with --plot).
 """
 
 from __future__ import annotations
@@ -14,22 +14,22 @@ import shutil
 from pathlib import Path
 
 from benchmarks.common import write_result
-from benchmarks.refiner_clinicdb import DATA, write_clinicdb_index
+from benchmarks.refiner_cvc import DATA, write_clinicdb_index
 from surgseg.app.sweep import run_sweep
 from surgseg.engines.refiner_artifact import RefinerArtifact
 from surgseg.graphs import graph_path
 from surgseg.training.export import ExportConfig, export_refiner
 
-log = logging.getLogger("clinicdb_replay")
+log = logging.getLogger("cvc_replay")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=Path("/tmp/refiner_clinicdb/run/best.pt"))
+    parser.add_argument("--checkpoint", type=Path, default=Path("/tmp/refiner_cvc/run/best.pt"))
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/clinicdb_replay"))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/cvc_replay"))
     parser.add_argument("--grid", nargs="+", default=["size=256"])
-    parser.add_argument("--name", default="clinicdb_replay")
+    parser.add_argument("--name", default="cvc_replay")
     parser.add_argument("--plot", type=Path, default=None, help="copy the Pareto plot here (e.g. docs/pareto.png)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
