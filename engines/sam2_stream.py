@@ -16,7 +16,7 @@ rank (newest first); ranks beyond SAM 2's six slots reuse the oldest slot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -34,16 +34,11 @@ PRUNING = ("fifo", "similarity")
 AUTOCAST = {None: None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-@dataclass
-class StreamingSAM2Config:
-    """Model, memory cadence and memory bounds of the streaming engine."""
+@dataclass(frozen=True)
+class StreamingSAM2Config(SAM2ModelConfig):
+    """The model (SAM2ModelConfig's fields), memory cadence and memory bounds of the streaming engine."""
 
-    model: str = "sam2.1_hiera_tiny"
     image_size: int = 512
-    checkpoint: str | None = None
-    device: str = "cpu"
-    seed: int = 0
-    postprocessing: bool = False
     memory_every: int = 1  # K: write a memory entry every K frames (others skip the memory encoder)
     max_memories: int = 6  # N: ordinary memory entries per object (0 = conditioning frames and pointers only)
     max_cond_frames: int = 4  # M: conditioning frames per object, the seed included (always kept)
@@ -68,8 +63,7 @@ class StreamingSAM2Config:
             raise InputError(f"sam2.{bad[0]}: invalid value {getattr(self, bad[0])!r}")
 
     def model_config(self) -> SAM2ModelConfig:
-        return SAM2ModelConfig(model=self.model, image_size=self.image_size, checkpoint=self.checkpoint,
-                               device=self.device, seed=self.seed, postprocessing=self.postprocessing)
+        return SAM2ModelConfig(**{f.name: getattr(self, f.name) for f in fields(SAM2ModelConfig)})
 
 
 @dataclass
