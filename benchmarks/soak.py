@@ -38,7 +38,8 @@ def soak_graph(frames: int, image_size: int, refiner_onnx: Path, out: Path, wind
     raw["operators"]["refiner"]["artifact"] = str(refiner_onnx)
     raw["operators"]["metrics"]["path"] = str(out / "metrics.json")
     raw["operators"]["latency"]["path"] = str(out / "latency.json")
-    raw["operators"]["rss"] = {"type": "RSSProbe", "path": str(out / "rss.json"), "every": max(1, window // 5)}
+    raw["operators"]["rss"] = {"type": "RSSProbe", "path": str(out / "rss.json"), "every": max(1, window // 5),
+                              "cpu_path": str(out / "cpu.json")}
     raw["flows"].append(["ema", "rss"])
     return raw
 
@@ -54,6 +55,7 @@ def soak(frames: int, image_size: int, out: Path, window: int) -> dict[str, Any]
     run_graph(validate(raw, graph_path("replay_fast")))
     latency = json.loads((out / "latency.json").read_text())
     rss = json.loads((out / "rss.json").read_text())
+    cpu = json.loads((out / "cpu.json").read_text())
     samples = latency["end_to_end_samples_ms"]
     warm = [mib for index, mib in rss if index >= window]
     result = {
@@ -65,6 +67,9 @@ def soak(frames: int, image_size: int, out: Path, window: int) -> dict[str, Any]
         "median_ms_last_window": float(np.median(samples[-window:])),
     }
     result["latency_ratio_last_over_first"] = result["median_ms_last_window"] / result["median_ms_first_window"]
+    result["cpu_ms_per_frame_first_window"] = float(np.median(cpu[:window]))
+    result["cpu_ms_per_frame_last_window"] = float(np.median(cpu[-window:]))
+    result["cpu_ratio_last_over_first"] = result["cpu_ms_per_frame_last_window"] / result["cpu_ms_per_frame_first_window"]
     result["pass"] = {"rss": result["rss_growth_mib"] <= RSS_LIMIT_MIB,
                       "latency": result["latency_ratio_last_over_first"] <= LATENCY_RATIO_LIMIT,
                       "no_drops": result["frames_dropped"] == 0 and result["frames_processed"] == frames}
@@ -83,9 +88,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with tempfile.TemporaryDirectory() as tmp:
         result = soak(args.frames, args.size, Path(tmp), args.window)
-    log.info("RSS growth %.1f MiB (limit %.0f), latency last/first %.3f (limit %.2f), dropped %d → %s",
-             result["rss_growth_mib"], RSS_LIMIT_MIB, result["latency_ratio_last_over_first"], LATENCY_RATIO_LIMIT,
-             result["frames_dropped"], result["pass"])
+    log.info("RSS growth %.1f MiB (limit %.0f), latency last/first %.3f (limit %.2f), CPU time last/first %.3f, "
+             "dropped %d → %s", result["rss_growth_mib"], RSS_LIMIT_MIB, result["latency_ratio_last_over_first"],
+             LATENCY_RATIO_LIMIT, result["cpu_ratio_last_over_first"], result["frames_dropped"], result["pass"])
     log.info("wrote %s", write_result(args.name, result))
 
 

@@ -3,9 +3,13 @@
 - Seed: explicit prompts (and optionally a mask) for a frame start tracking; a later frame's prompts re-prompt it.
 - Feedback: the previous frame's refined mask (model geometry) becomes SAM 2's output and conditioning input for
   that frame every `condition_every` frames (the engine's newest frame is still t−1 when frame t arrives).
-- Hands-free seeding and re-seeding: a class that is not tracked (never seeded, or reported absent by the engine)
-  whose refined mask holds at least `auto_seed_area` pixels for `auto_seed_frames` frames in a row is seeded from
-  that mask (prompts from the mask on the previous frame's image, then the mask as conditioning).
+- Hands-free seeding and re-seeding: a class that is not tracked (never seeded, released, or reported absent by the
+  engine) whose refined mask holds at least `auto_seed_area` pixels for `auto_seed_frames` frames in a row is seeded
+  from that mask (prompts from the mask on the previous frame's image, then the mask as conditioning).
+- Release: a tracked class whose refined mask stays under `auto_seed_area` pixels for `release_after` frames in a row
+  has left the view whatever SAM 2 says (its object score can stay positive on an empty scene): its memory is
+  dropped and its prior becomes `absent_prior`, so the refiner looks for it from the image alone until it is
+  re-seeded. With every class released SAM 2 stops running until the next seed.
 - Output: per foreground class, SAM 2's low-res logits upsampled to the model size and clipped to ±`prior_clip`;
   a class that is not tracked gives `absent_prior` (0 = "no prior", what the refiner saw under prior dropout), so the
   refiner segments it from the image alone and the feedback can seed it.
@@ -37,12 +41,16 @@ class TrackerPolicy:
     auto_seed_area: int = 64
     """Model-size pixels a class needs in the refined mask to count as present."""
     auto_seed_frames: int = 3
+    release_after: int = 15
+    """Frames in a row a tracked class's refined mask must stay under `auto_seed_area` before it is released
+    (0 = only the engine's absence decides)."""
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:
             raise InputError(f"num_classes: {self.num_classes} < 2 (background counts as a class)")
-        if self.condition_every < 0 or self.auto_seed_frames < 1 or self.auto_seed_area < 1:
-            raise InputError("condition_every >= 0, auto_seed_frames >= 1 and auto_seed_area >= 1 are required")
+        if min(self.condition_every, self.release_after) < 0 or self.auto_seed_frames < 1 or self.auto_seed_area < 1:
+            raise InputError("condition_every >= 0, release_after >= 0, auto_seed_frames >= 1 and "
+                             "auto_seed_area >= 1 are required")
 
 
 @dataclass
@@ -60,6 +68,7 @@ class TrackerEvents:
     frame_index: int
     seeded: list[int] = field(default_factory=list)
     reseeded: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
     conditioned: bool = False
     absent: tuple[bool, ...] = ()
     object_scores: tuple[float, ...] = ()
@@ -74,6 +83,7 @@ class PriorTracker:
         self._previous_input: torch.Tensor | None = None
         self._last: StreamOutput | None = None
         self._present_run = np.zeros(policy.num_classes, np.int64)
+        self._missing_run = np.zeros(policy.num_classes, np.int64)
 
     @property
     def seeded(self) -> bool:
@@ -91,6 +101,8 @@ class PriorTracker:
         size = tuple(image.shape[-2:])
         square = self._square(torch.as_tensor(image))
         self._count_present(feedback)
+        if self.seeded:
+            self._release_missing(events)
         if not self.seeded:
             self._start(square, feedback, request, events)
         else:
@@ -134,6 +146,7 @@ class PriorTracker:
         self._last = self.engine.step(square)
         if request is not None and request.prompts is not None and request.prompts.classes:
             self._last = self.engine.reprompt(self._square_prompts(request.prompts))
+            self._missing_run[list(request.prompts.classes)] = 0
             events.reseeded = sorted(set(events.reseeded) | set(request.prompts.classes))
 
     def _seed(self, square: torch.Tensor, request: SeedRequest) -> StreamOutput:
@@ -147,15 +160,29 @@ class PriorTracker:
             output = self.engine.condition_on_mask(self._square_mask(request.mask))
         self.seed_frame = self.frame_index
         self._present_run[:] = 0
+        self._missing_run[:] = 0
         return output
+
+    def _release_missing(self, events: TrackerEvents) -> None:
+        if not self.policy.release_after:
+            return
+        missing = self._missing_run >= self.policy.release_after
+        events.released = [c for c in sorted(self._seeded_classes()) if missing[c]]
+        for class_id in events.released:
+            self.engine.forget(class_id)
+        if events.released and not self._seeded_classes():
+            self.seed_frame = None
+            self._last = None
 
     def _count_present(self, feedback: np.ndarray | None) -> None:
         if feedback is None:
             self._present_run[:] = 0
+            self._missing_run[:] = 0
             return
         areas = np.bincount(feedback.ravel(), minlength=self.policy.num_classes)[: self.policy.num_classes]
         present = areas >= self.policy.auto_seed_area
         self._present_run = np.where(present, self._present_run + 1, 0)
+        self._missing_run = np.where(present, 0, self._missing_run + 1)
 
     def _ready(self, feedback: np.ndarray | None) -> list[int]:
         if not self.policy.auto_seed or feedback is None:

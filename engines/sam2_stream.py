@@ -242,6 +242,10 @@ class StreamingSAM2:
             bank.nonpositive_run = 0
         return self._emit(update_absence=False)
 
+    def forget(self, class_id: int) -> None:
+        """Stop tracking a class: its memory bank is dropped (a later seed, reprompt or mask starts it afresh)."""
+        self._banks.pop(class_id, None)
+
     @torch.inference_mode()
     def image_logits(self, frame: np.ndarray | torch.Tensor, prompts: ClassPrompts) -> StreamOutput:
         """SAM 2 in image mode (no memory, state untouched): the logits a seed on this frame would give."""

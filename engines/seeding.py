@@ -1,4 +1,5 @@
-"""Seeds for SAM 2 in the model's (letterboxed) geometry: a box + points, a class-id mask file, a clicks file.
+"""Seeds for SAM 2 in the model's (letterboxed) geometry: a box + points, a class-id mask file, a clicks file, or
+a display's clicks and drags (`pointer_prompts`).
 
 User coordinates are source-frame pixels; `to_model` maps them through the letterbox. A clicks file is CSV with the
 header `frame,class,x,y,label` (label 1 positive, 0 negative): the clicks of frame f seed (f = 0) or re-prompt
@@ -96,4 +97,15 @@ def click_prompts(clicks: list[tuple[int, float, float, int]], num_classes: int,
         box = (max(min(xs) - margin, 0), max(min(ys) - margin, 0),
                min(max(xs) + margin, geometry.target_w - 1), min(max(ys) + margin, geometry.target_h - 1))
         classes[class_id] = [Prompt(box=box, points=tuple(p for p, _ in own), labels=tuple(lb for _, lb in own))]
+    return ClassPrompts(geometry.target_h, geometry.target_w, num_classes, classes)
+
+
+def pointer_prompts(clicks: list[tuple[int, float, float, int]], boxes: list[tuple[int, float, float, float, float]],
+                    num_classes: int, geometry: LetterboxGeometry) -> ClassPrompts:
+    """Prompts from a display's clicks (class, x, y, label) and dragged boxes (class, x0, y0, x1, y1) in source
+    pixels: a class with a box gets the box with its clicks as points, any other class its clicks."""
+    classes = dict(click_prompts(clicks, num_classes, geometry).classes)
+    for class_id, *box in boxes:
+        points = [(x, y, label) for c, x, y, label in clicks if c == class_id]
+        classes.update(box_prompts(tuple(box), points, class_id, num_classes, geometry).classes)
     return ClassPrompts(geometry.target_h, geometry.target_w, num_classes, classes)

@@ -70,7 +70,9 @@ class SurgsegOperator(Operator):
             else:
                 spec.input(port)
         for port in self.outputs:
-            spec.output(port)
+            output = spec.output(port)
+            if port not in self.connected_outputs:  # nothing downstream: never wait for room there
+                output.condition(ConditionType.NONE)
 
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
         received = {port: op_input.receive(port) if port in self.connected_inputs else None for port in self.inputs}
@@ -92,3 +94,11 @@ class SurgsegOperator(Operator):
     def process(self, inputs: dict[str, Message | None]) -> dict[str, Message] | None:
         """Turn this frame's input messages into output messages keyed by port name."""
         raise NotImplementedError
+
+
+def first_present(message: Message, keys: list[str], operator: str) -> tuple[str, Any]:
+    """The first of `keys` the message carries (not None) and its value; InputError naming the operator's key."""
+    for key in keys:
+        if message.get(key) is not None:
+            return key, message[key]
+    raise InputError(f"operators.{operator}.keys: none of {', '.join(keys)} in the message")

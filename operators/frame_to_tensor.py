@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from surgseg.engines.errors import InputError
-from surgseg.operators.base import Message, SurgsegOperator
+from surgseg.operators.base import Message, SurgsegOperator, first_present
 
 
 @dataclass
@@ -27,8 +26,5 @@ class FrameToTensor(SurgsegOperator):
     outputs = ("out",)
 
     def process(self, inputs: dict[str, Message | None]) -> dict[str, Message]:
-        message = inputs["in"]
-        for key in self.config.keys:
-            if message.get(key) is not None:
-                return {"out": {self.config.tensor: message[key]}}
-        raise InputError(f"operators.{self.name}.keys: none of {', '.join(self.config.keys)} in the message")
+        _, picture = first_present(inputs["in"], self.config.keys, self.name)
+        return {"out": {self.config.tensor: picture}}

@@ -1,5 +1,8 @@
 """Per-frame confidence and mask stability to a JSONL log (one line per frame, flushed at once).
 
+Besides the flags a line carries, when SAM2Prior ran upstream, the classes SAM 2 tracked on that frame and any seed,
+re-seed or release, plus the per-operator milliseconds: enough to reconstruct a run's seeding history afterwards.
+
 Flags: `low_confidence` (mean max softmax of `logits` under `min_confidence`), `large_change` (1 − IoU of the
 foreground against frame t−1 over `max_change`), `non_finite` (NaN/Inf logits) and `bad_output` (an upstream
 operator set `meta['bad_output']`, e.g. it held the last good mask).
@@ -53,6 +56,7 @@ class QAMonitor(SurgsegOperator):
         if record["flags"] or not self.config.only_flagged:
             if message.get("tags") is not None:
                 record["tags"] = list(message["tags"])
+            record.update(seeding_record(meta))
             record = {"frame_index": meta.get("frame_index"), **record}
             self._log.write(json.dumps(record) + "\n")
             self._log.flush()
@@ -83,3 +87,15 @@ class QAMonitor(SurgsegOperator):
         self._log.close()
         log.info("%s: %d frames, flagged %s → %s", self.name, self.frames, self.flag_counts or "none",
                  self.config.path)
+
+
+def seeding_record(meta: dict[str, Any]) -> dict[str, Any]:
+    """SAM 2's tracked classes and this frame's seed/re-seed/release events (non-empty ones) and timings."""
+    record: dict[str, Any] = {}
+    sam2 = meta.get("sam2")
+    if sam2 is not None:
+        record["tracked"] = sorted(int(c) for c in sam2.get("memory", {}))
+        record.update({key: sam2[key] for key in ("seeded", "reseeded", "released") if sam2.get(key)})
+    if meta.get("timings_ms"):
+        record["timings_ms"] = {name: round(ms, 3) for name, ms in meta["timings_ms"].items()}
+    return record

@@ -2,7 +2,9 @@
 
 Seeds (source-frame pixels): `seed: {box: [x0, y0, x1, y1], points: [[x, y, 1]], class_id: 1}`, `seed: {mask: gt.png}`,
 `seed: {clicks: clicks.csv}` (frame,class,x,y,label; later frames re-prompt) or `seed: {from_gt: true}` (the first
-message carrying a non-empty `gt_mask`). Without a seed, `auto_seed` seeds a class from the refined mask fed back
+message carrying a non-empty `gt_mask`). A display's clicks and drags arrive on the `clicks` input (feedback flow
+`{from: display.clicks, to: prior.clicks, feedback: true}`, see operators/holoviz_sink.py) and seed or re-prompt
+the frame they reach. Without a seed, `auto_seed` seeds a class from the refined mask fed back
 once it is stable; the same rule re-seeds a class SAM 2 lost when it comes back (see engines/prior_tracker.py).
 """
 
@@ -20,7 +22,7 @@ from surgseg.engines.errors import InputError
 from surgseg.engines.letterbox import LetterboxGeometry
 from surgseg.engines.preprocess import mask_to_model
 from surgseg.engines.prior_tracker import PriorTracker, SeedRequest, TrackerPolicy
-from surgseg.engines.seeding import box_prompts, click_prompts, read_clicks, read_mask
+from surgseg.engines.seeding import box_prompts, click_prompts, pointer_prompts, read_clicks, read_mask
 from surgseg.operators.base import ExistingPath, Message, SurgsegOperator
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,9 @@ class AutoSeedConfig:
     """Model-size pixels of a class in the refined mask for a frame to count."""
     frames: int = 3
     """Frames in a row a class must be present before it is seeded."""
+    release_after: int = 15
+    """Frames in a row a seeded class's refined mask must stay under `min_area` before SAM 2 forgets it and the
+    image-only path watches for it again (0 = only SAM 2's object score decides)."""
 
 
 @dataclass
@@ -70,9 +75,9 @@ class SAM2PriorConfig:
 
 class SAM2Prior(SurgsegOperator):
     Config = SAM2PriorConfig
-    inputs = ("image", "feedback")
+    inputs = ("image", "feedback", "clicks")
     outputs = ("prior",)
-    feedback_inputs = ("feedback",)
+    feedback_inputs = ("feedback", "clicks")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -89,7 +94,7 @@ class SAM2Prior(SurgsegOperator):
             absent_after=c.absent_after))
         policy = TrackerPolicy(num_classes=c.num_classes, condition_every=c.condition_every, prior_clip=c.prior_clip,
                                auto_seed=c.auto_seed.enabled, auto_seed_area=c.auto_seed.min_area,
-                               auto_seed_frames=c.auto_seed.frames)
+                               auto_seed_frames=c.auto_seed.frames, release_after=c.auto_seed.release_after)
         self.tracker = PriorTracker(engine, policy)
         self.clicks = read_clicks(c.seed.clicks, c.num_classes) if c.seed.clicks else {}
         self.seed_mask = read_mask(c.seed.mask, c.num_classes) if c.seed.mask else None
@@ -113,20 +118,24 @@ class SAM2Prior(SurgsegOperator):
         size = (geometry.target_h, geometry.target_w)
         feedback = inputs.get("feedback")
         feedback_mask = None if feedback is None else to_numpy(mask_to_model(feedback["mask"], size))
-        request = self._seed_request(message, geometry)
+        request = self._seed_request(message, geometry, inputs.get("clicks"))
         prior, events = self.tracker.frame(message["image"], feedback_mask, request)
-        if events.seeded or events.reseeded:
-            log.info("%s: frame %d: seeded %s, re-seeded %s", self.name, meta.get("frame_index", -1), events.seeded,
-                     events.reseeded)
+        if events.seeded or events.reseeded or events.released:
+            log.info("%s: frame %d: seeded %s, re-seeded %s, released %s", self.name, meta.get("frame_index", -1),
+                     events.seeded, events.reseeded, events.released)
         meta["sam2"] = {"absent": list(events.absent), "object_scores": list(events.object_scores),
-                        "seeded": events.seeded, "reseeded": events.reseeded,
+                        "seeded": events.seeded, "reseeded": events.reseeded, "released": events.released,
                         "memory": self.tracker.engine.memory_state()}
         return {"prior": {**message, "prior": prior}}
 
-    def _seed_request(self, message: Message, geometry: LetterboxGeometry) -> SeedRequest | None:
+    def _seed_request(self, message: Message, geometry: LetterboxGeometry,
+                      pointer: Message | None) -> SeedRequest | None:
         c, t = self.config, self.tracker.frame_index + 1
         if t in self.clicks:
             return SeedRequest(prompts=click_prompts(self.clicks[t], c.num_classes, geometry))
+        if pointer is not None and (pointer["clicks"] or pointer["boxes"]):
+            log.info("%s: frame %d: display prompts %s", self.name, t, pointer["clicks"] + pointer["boxes"])
+            return SeedRequest(prompts=pointer_prompts(pointer["clicks"], pointer["boxes"], c.num_classes, geometry))
         if self.tracker.seeded:
             return None
         if c.seed.box is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from surgseg.engines.synthetic import SyntheticClip, SyntheticClipConfig
+from surgseg.engines.synthetic import EVENT_TAGS, SyntheticClip, SyntheticClipConfig
 from surgseg.operators.source import FrameSource
 
 
@@ -16,6 +16,13 @@ class SyntheticSourceConfig:
     frames: int = 48
     num_classes: int = 2
     seed: int = 0
+    presence: list[tuple[int, int]] | None = None
+    """[start, end) frame intervals with the instrument in view (None: drawn from `seed`)."""
+    smoke: list[tuple[int, int]] | None = None
+    occlusion: list[tuple[int, int]] | None = None
+    glare: list[tuple[int, int]] | None = None
+    fast_motion: list[tuple[int, int]] | None = None
+    """Event intervals like `presence` ([] = never, None = drawn from `seed`)."""
     fps: float = 30.0
     realtime: bool = False
     live: bool = False
@@ -28,8 +35,9 @@ class SyntheticSource(FrameSource):
     def __init__(self, fragment: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(fragment, *args, **kwargs)
         c = self.config
+        events = {name: _intervals(getattr(c, name)) for name in ("presence", *EVENT_TAGS)}
         self.clip = SyntheticClip(SyntheticClipConfig(size=tuple(c.size), frames=c.frames,
-                                                      num_classes=c.num_classes, seed=c.seed))
+                                                      num_classes=c.num_classes, seed=c.seed, **events))
         self._next = 0
 
     def open_stream(self) -> None:
@@ -47,3 +55,7 @@ class SyntheticSource(FrameSource):
 
     def frame_period_s(self) -> float | None:
         return 1.0 / self.config.fps if self.config.realtime or self.config.live else None
+
+
+def _intervals(spans: list[tuple[int, int]] | None) -> tuple[tuple[int, int], ...] | None:
+    return None if spans is None else tuple((int(start), int(end)) for start, end in spans)

@@ -159,6 +159,21 @@ def test_sam2_prior_seeds_from_a_clicks_file(tmp_path):
     assert op.tracker.seeded and out["meta"]["sam2"]["seeded"] == [1]
 
 
+def test_sam2_prior_seeds_from_a_dragged_box_and_reprompts_on_later_clicks():
+    op = sam2_prior(SeedConfig())
+    nothing = {"clicks": [], "boxes": [], "meta": {"frame_index": 0}}
+    op.process({"image": preprocessed(0), "feedback": None, "clicks": nothing})
+    assert not op.tracker.seeded
+    drag = {"clicks": [], "boxes": [(1, 20, 12, 40, 36)], "meta": {"frame_index": 1}}
+    seeded = op.process({"image": preprocessed(1), "feedback": None, "clicks": drag})["prior"]
+    assert op.tracker.seeded and seeded["meta"]["sam2"]["seeded"] == [1]
+    click = {"clicks": [(1, 60, 30, 1), (1, 30, 24, 0)], "boxes": [], "meta": {"frame_index": 2}}
+    corrected = op.process({"image": preprocessed(2), "feedback": None, "clicks": click})["prior"]
+    assert corrected["meta"]["sam2"]["reseeded"] == [1]
+    op.process({"image": preprocessed(3), "feedback": None, "clicks": None})
+    assert op.tracker.engine.memory_state()[1]["cond_frames"] == [0, 1]  # SAM 2 counts from its seed
+
+
 def test_sam2_prior_refuses_two_seeds(tmp_path):
     mask = tmp_path / "gt.png"
     cv2.imwrite(str(mask), box_mask() * 255)
@@ -208,6 +223,10 @@ class FakeEngine:
         self.calls.append("reprompt")
         return self._out()
 
+    def forget(self, class_id):
+        self.calls.append("forget")
+        self.classes.discard(class_id)
+
     def memory_state(self):
         return {c: {} for c in self.classes}
 
@@ -252,6 +271,36 @@ def test_lost_class_is_reseeded_when_it_comes_back():
     assert all(e.absent == (True,) for e in lost)
     back = run(tracker, [PRESENT, PRESENT, PRESENT])
     assert [e.reseeded for e in back] == [[], [1], []]
+
+
+def test_class_missing_from_the_refined_mask_is_released_after_n_frames():
+    engine = FakeEngine()
+    tracker = PriorTracker(engine, TrackerPolicy(auto_seed_area=16, release_after=3))
+    tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
+    empty = np.zeros((16, 16), np.uint8)
+    events = run(tracker, [empty] * 4)
+    assert [e.released for e in events] == [[], [], [1], []]
+    assert not tracker.seeded and engine.calls.count("step") == 2
+    prior, _ = tracker.frame(IMAGE, empty)
+    assert np.all(prior == 0.0)
+
+
+def test_released_class_is_seeded_again_when_it_returns():
+    engine = FakeEngine()
+    tracker = PriorTracker(engine, TrackerPolicy(auto_seed_area=16, auto_seed_frames=2, release_after=2))
+    tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
+    empty = np.zeros((16, 16), np.uint8)
+    events = run(tracker, [empty, empty, empty, PRESENT, PRESENT, PRESENT])
+    assert [e.frame_index for e in events if e.released] == [2]
+    assert [e.frame_index for e in events if e.seeded] == [5] and engine.calls.count("seed") == 2
+
+
+def test_release_after_zero_leaves_absence_to_sam2():
+    engine = FakeEngine()
+    tracker = PriorTracker(engine, TrackerPolicy(auto_seed_area=16, release_after=0))
+    tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
+    events = run(tracker, [np.zeros((16, 16), np.uint8)] * 30)
+    assert tracker.seeded and not any(e.released for e in events) and "forget" not in engine.calls
 
 
 def test_absent_class_gives_the_empty_prior():

@@ -175,6 +175,18 @@ def test_class_reported_absent_after_nonpositive_scores_then_reseeded(small_mode
     assert engine.reprompt(prompts_from_mask(masks[4], 3)).absent == (False, False)
 
 
+def test_forgotten_class_is_absent_while_the_other_keeps_tracking(small_model) -> None:
+    frames, masks = _clip(4, (96, 128))
+    engine = _engine(small_model)
+    engine.seed(frames[0], prompts_from_mask(masks[0], 3))
+    engine.step(frames[1])
+    engine.forget(1)
+    out = engine.step(frames[2])
+    assert sorted(engine.memory_state()) == [2] and out.absent == (True, False)
+    assert (out.logits[0] <= -1000).all() and (out.logits[1] > -1000).any()
+    assert engine.condition_on_mask(masks[2]).absent == (False, False)
+
+
 def test_frame_and_preprocessed_tensor_inputs_agree(small_model) -> None:
     frames, masks = _clip(2, (96, 128))
     prompts = prompts_from_mask(masks[0], 3)

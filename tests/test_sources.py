@@ -106,6 +106,13 @@ def test_synthetic_source_emits_the_clip_with_gt_and_tags() -> None:
         assert message["tags"] == tags
 
 
+def test_synthetic_source_shows_the_instrument_only_in_the_given_intervals() -> None:
+    messages = collect({"type": "SyntheticSource", "size": [96, 64], "frames": 8, "seed": 3,
+                        "presence": [[2, 4], [6, 8]], "smoke": [], "occlusion": [], "glare": [], "fast_motion": []})
+    assert [bool(m["gt_mask"].any()) for m in messages] == [False, False, True, True, False, False, True, True]
+    assert [m["tags"] for m in messages[:2]] == [["absent"], ["absent"]]
+
+
 def test_image_folder_source_reads_cvc_clinicdb_with_binary_masks(shared_data: Path) -> None:
     root = shared_data / "cvc-clinicdb"
     messages = collect({"type": "ImageFolderSource", "path": str(root / "images"), "masks": str(root / "masks"),
