@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SAM2_VERSION := 1.1.0
 
-.PHONY: setup demo test test-fast bench gpu-check lint clean
+.PHONY: setup demo test bench qa gpu-check lint clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
+
+# The difficult-frames regression check of the demo's refiner (reproducible: trained for a fixed number of epochs)
+# against the committed baseline; exits 1 when a tag's Dice drops by more than 0.02.
+qa: $(STAMP)
+	$(BIN)/surgseg demo
+	$(BIN)/surgseg qa --baseline qa/baseline.json
 
 # No set-up dependency: the GPU machines have no network; the script installs carried wheels (.whl/) itself.
 gpu-check:

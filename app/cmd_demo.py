@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frames", type=int, default=40, help="frames in the demo clip")
     parser.add_argument("--sam2-checkpoint", type=Path, default=None,
                         help="official SAM 2.1 tiny checkpoint (default: the `surgseg weights` cache, else random weights)")
-    parser.add_argument("--train-minutes", type=float, default=2.0, help="refiner training budget (CPU minutes)")
+    parser.add_argument("--train-minutes", type=float, default=None,
+                        help="wall-clock limit on refiner training (default: none, all epochs: a reproducible refiner)")
     parser.add_argument("--graph", default="replay", help="shipped graph to run (default replay)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra override of the graph, e.g. operators.ema.alpha=0.5 (repeatable)")

@@ -28,11 +28,14 @@ def qa_command(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from surgseg.app.cmd_graph import resolve_graph_path
-    from surgseg.app.qa import QAConfig, compare, read_baseline, tag_scores, write_baseline
+    from surgseg.app.qa import QAConfig, compare, read_baseline, refiner_digest, tag_scores, write_baseline
 
     config = QAConfig(graph=resolve_graph_path(args.graph), out=args.out, seeds=tuple(args.seeds), frames=args.frames,
                       overrides=tuple(args.overrides), real_index=args.real)
     baseline = None if args.update else read_baseline(args.baseline)
+    if baseline is not None and baseline.get("refiner_sha256") not in (None, refiner_digest(config)):
+        log.warning("%s was made with another refiner model (sha256 %s…): Dice differences include the model change",
+                    args.baseline, baseline["refiner_sha256"][:12])
     current = tag_scores(config)
     table = Table(title="difficult frames: Dice per tag")
     for column in ("tag", "frames", "Dice", "baseline"):

@@ -45,7 +45,10 @@ class DemoConfig:
     sam2_checkpoint: Path | None = None
     train_clips: int = 6
     train_frames: int = 16
-    train_minutes: float = 2.0
+    train_minutes: float | None = None
+    """Wall-clock limit on refiner training. None (default) trains all `train_epochs`, so every run on every machine
+    makes the same refiner (and `qa/baseline.json` holds for it); a limit makes the learning-rate schedule follow
+    the clock."""
     train_epochs: int = 40
     refiner: str = "nano"
     prior_dropout: float = 0.9

@@ -96,4 +96,16 @@ def read_baseline(path: Path) -> dict[str, Any]:
 
 def write_baseline(path: Path, current: dict[str, dict[str, float]], config: QAConfig) -> None:
     atomic_write_json(path, {"schema_version": SCHEMA_VERSION, "graph": config.graph.name, "seeds": list(config.seeds),
-                             "frames": config.frames, "overrides": list(config.overrides), "tags": current})
+                             "frames": config.frames, "overrides": list(config.overrides),
+                             "refiner_sha256": refiner_digest(config), "tags": current})
+
+
+def refiner_digest(config: QAConfig) -> str | None:
+    """SHA-256 of the refiner model the QA graph runs (None for a graph without a Refiner)."""
+    from surgseg.engines.refiner_artifact import sha256_file
+
+    raw = read_yaml(config.graph)
+    for item in config.overrides:
+        apply_override(raw, item)
+    refiners = validate(raw, config.graph, check_paths=False).of_type("Refiner")
+    return sha256_file(raw["operators"][refiners[0]]["artifact"]) if refiners else None

@@ -17,6 +17,7 @@ CPU_BENCHMARKS = (
     ("refiner_latency", []),
     ("sam2_stream", []),
     ("replay_fps", []),
+    ("hands_free_seeding", []),
 )
 
 

@@ -32,9 +32,11 @@ def soak_graph(frames: int, image_size: int, refiner_onnx: Path, out: Path, wind
     raw["device"] = "cpu"
     raw["plugins"] = ["benchmarks.soak_probe"]
     raw["operators"]["source"] = {"type": "SyntheticSource", "frames": frames, "size": [model_w, model_h], "seed": 1}
-    # an explicit box at frame 0: SAM 2 tracks from the first frame, so every window measures the same work
+    # an explicit box at frame 0 and no release on the random refiner's empty mask: SAM 2 tracks every frame, so
+    # every window measures the same work
     box = [model_w * 0.3, model_h * 0.3, model_w * 0.7, model_h * 0.7]
-    raw["operators"]["prior"].update(image_size=image_size, memory_every=5, seed={"box": box})
+    raw["operators"]["prior"].update(image_size=image_size, memory_every=5, seed={"box": box},
+                                     auto_seed={"release_after": 0})
     raw["operators"]["refiner"]["artifact"] = str(refiner_onnx)
     raw["operators"]["metrics"]["path"] = str(out / "metrics.json")
     raw["operators"]["latency"]["path"] = str(out / "latency.json")

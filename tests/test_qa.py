@@ -50,3 +50,12 @@ def test_qa_passes_against_its_own_baseline_and_fails_on_a_raised_one(tmp_path: 
     failed = surgseg("qa", "--baseline", str(baseline), *common, timeout=600)
     assert failed.returncode == 1
     assert f"regression: {tag}: Dice" in failed.stderr
+
+
+def test_committed_baseline_covers_every_difficulty_tag_for_the_demo_refiner() -> None:
+    from surgseg.engines.synthetic import TAGS
+
+    baseline = read_baseline(Path(__file__).resolve().parents[1] / "qa" / "baseline.json")
+    assert set(TAGS) | {"clean"} <= set(baseline["tags"])
+    assert all(0.0 <= score["dice"] <= 1.0 and score["frames"] > 0 for score in baseline["tags"].values())
+    assert len(baseline["refiner_sha256"]) == 64 and baseline["graph"] == "replay_fast.yaml"
