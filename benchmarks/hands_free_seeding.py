@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 
 from surgseg.app.graph_spec import read_yaml, validate
 from surgseg.app.runtime import run_graph
+from surgseg.engines.synthetic import EVENT_TAGS
 from surgseg.graphs import graph_path
 
 log = logging.getLogger("hands_free_seeding")
@@ -36,6 +38,8 @@ class SeedingClip:
     size: tuple[int, int] = (320, 256)
     """(width, height) of the frames."""
     seed: int = 7
+    difficulties: bool = False
+    """Smoke, glare, occlusion and fast motion drawn from `seed` (smoke and glare may fall on absent frames)."""
 
 
 def seeding_graph(clip: SeedingClip, refiner: Path, model_size: tuple[int, int], out: Path,
@@ -43,12 +47,11 @@ def seeding_graph(clip: SeedingClip, refiner: Path, model_size: tuple[int, int],
     """The shipped replay graph on the clip, without any seed, with a QA log of every frame."""
     raw = read_yaml(graph_path("replay"))
     h, w = model_size
-    no_events: list[Interval] = []
     raw["device"] = "cpu"
-    raw["operators"]["source"] = {
-        "type": "SyntheticSource", "size": list(clip.size), "frames": clip.frames, "seed": clip.seed,
-        "presence": [list(span) for span in clip.presence], "smoke": no_events, "occlusion": no_events,
-        "glare": no_events, "fast_motion": no_events}
+    raw["operators"]["source"] = {"type": "SyntheticSource", "size": list(clip.size), "frames": clip.frames,
+                                  "seed": clip.seed, "presence": [list(span) for span in clip.presence]}
+    if not clip.difficulties:
+        raw["operators"]["source"].update({name: [] for name in EVENT_TAGS})
     raw["operators"]["preproc"]["size"] = [h, w]
     raw["operators"]["prior"].update(image_size=sam2_size, seed={})
     raw["operators"]["refiner"].update(artifact=str(refiner / "refiner.onnx"), size=[h, w])
@@ -73,6 +76,7 @@ def seeding_report(lines: list[dict[str, Any]], presence: tuple[Interval, ...]) 
         "frames_entry_to_seed": [_first_after(seeds, start, end) for start, end in presence],
         "frames_exit_to_release": [_first_after(releases, end, len(lines)) for end in exits],
         "false_seeds": false_seeds,
+        "tag_frames": dict(Counter(tag for line in lines for tag in line.get("tags", []))),
         "cost_ms": _cost(lines),
     }
 
@@ -104,7 +108,7 @@ def run_seeding(clip: SeedingClip, refiner: Path, model_size: tuple[int, int], o
     lines = [json.loads(line) for line in (out / "qa.jsonl").read_text().splitlines()]
     metrics = json.loads((out / "metrics.json").read_text())
     return {"clip": {"frames": clip.frames, "presence": [list(s) for s in clip.presence], "size": list(clip.size),
-                     "seed": clip.seed},
+                     "seed": clip.seed, "difficulties": clip.difficulties},
             "auto_seed": raw["operators"]["prior"].get("auto_seed", {}),
             **seeding_report(lines, clip.presence), "mean_dice": metrics.get("mean_dice")}
 
@@ -119,12 +123,14 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     demo = DemoConfig(out=args.out)
     refiner, _, _ = ensure_refiner(demo)
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run_seeding(SeedingClip(), refiner, demo.model_size, Path(tmp))
-    log.info("entries %s → seeded after %s frames; exits %s → released after %s frames; false seeds %s; "
-             "prior+refiner p50 %s", result["entries"], result["frames_entry_to_seed"], result["exits"],
-             result["frames_exit_to_release"], result["false_seeds"], result["cost_ms"])
-    log.info("wrote %s", write_result("hands_free_seeding", result))
+    results = {}
+    for name, clip in (("clean", SeedingClip()), ("difficult", SeedingClip(difficulties=True))):
+        with tempfile.TemporaryDirectory() as tmp:
+            results[name] = result = run_seeding(clip, refiner, demo.model_size, Path(tmp))
+        log.info("%s clip: entries %s → seeded after %s frames; exits %s → released after %s frames; false seeds %s; "
+                 "prior+refiner p50 %s", name, result["entries"], result["frames_entry_to_seed"], result["exits"],
+                 result["frames_exit_to_release"], result["false_seeds"], result["cost_ms"])
+    log.info("wrote %s", write_result("hands_free_seeding", results))
 
 
 if __name__ == "__main__":
