@@ -23,10 +23,12 @@ import numpy as np
 
 from surgseg.app.graph_spec import read_yaml, validate
 from surgseg.app.runtime import run_graph
+from surgseg.engines.atomic import atomic_path
 from surgseg.engines.synthetic import EVENT_TAGS
 from surgseg.graphs import graph_path
 
 log = logging.getLogger("hands_free_seeding")
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 Interval = tuple[int, int]
 
 
@@ -99,13 +101,47 @@ def _cost(lines: list[dict[str, Any]]) -> dict[str, Any]:
     return cost
 
 
+def plot_timeline(lines: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Per frame: instrument in view, SAM 2 tracking, seeds and releases, and SAM2Prior's milliseconds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = np.arange(len(lines))
+    in_view = np.array(["absent" not in line.get("tags", []) for line in lines])
+    tracking = np.array([bool(line.get("tracked")) for line in lines])
+    prior_ms = [line.get("timings_ms", {}).get("prior", np.nan) for line in lines]
+    fig, (bands, cost) = plt.subplots(2, 1, figsize=(9, 3.6), sharex=True, height_ratios=[1, 1.4])
+    bands.fill_between(frames, 1.1, 1.9, where=in_view, step="mid", color="tab:orange", label="instrument in view")
+    bands.fill_between(frames, 0.1, 0.9, where=tracking, step="mid", color="tab:blue", label="SAM 2 tracking")
+    for key, colour in (("seeded", "green"), ("reseeded", "green"), ("released", "red")):
+        for t in [line["frame_index"] for line in lines if line.get(key)]:
+            bands.axvline(t, color=colour, lw=1.5)
+            bands.text(t, 2.0, key, color=colour, fontsize=7, ha="center")
+    bands.set_yticks([0.5, 1.5], ["SAM 2", "in view"])
+    bands.set_ylim(0, 2.3)
+    bands.set_title(title, fontsize=9)
+    cost.plot(frames, prior_ms, color="tab:blue", lw=1)
+    cost.set_ylabel("SAM2Prior ms")
+    cost.set_xlabel("frame")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
 def run_seeding(clip: SeedingClip, refiner: Path, model_size: tuple[int, int], out: Path, sam2_size: int = 256,
-                overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run the graph on the clip and report; `overrides` update the prior's settings (e.g. auto_seed)."""
+                overrides: dict[str, Any] | None = None, timeline: Path | None = None) -> dict[str, Any]:
+    """Run the graph on the clip and report; `overrides` update the prior's settings (e.g. auto_seed); `timeline`
+    is where to draw the per-frame picture."""
     raw = seeding_graph(clip, refiner, model_size, out, sam2_size)
     raw["operators"]["prior"].update(overrides or {})
     run_graph(validate(raw, graph_path("replay")))
     lines = [json.loads(line) for line in (out / "qa.jsonl").read_text().splitlines()]
+    if timeline is not None:
+        events = "smoke, glare, occlusion, fast motion" if clip.difficulties else "no other difficulty"
+        plot_timeline(lines, timeline, f"hands-free seeding, synthetic clip ({events}); SAM 2 {sam2_size} px")
     metrics = json.loads((out / "metrics.json").read_text())
     return {"clip": {"frames": clip.frames, "presence": [list(s) for s in clip.presence], "size": list(clip.size),
                      "seed": clip.seed, "difficulties": clip.difficulties},
@@ -126,7 +162,8 @@ def main() -> None:
     results = {}
     for name, clip in (("clean", SeedingClip()), ("difficult", SeedingClip(difficulties=True))):
         with tempfile.TemporaryDirectory() as tmp:
-            results[name] = result = run_seeding(clip, refiner, demo.model_size, Path(tmp))
+            timeline = DOCS / "hands_free_seeding.png" if clip.difficulties else None
+            results[name] = result = run_seeding(clip, refiner, demo.model_size, Path(tmp), timeline=timeline)
         log.info("%s clip: entries %s → seeded after %s frames; exits %s → released after %s frames; false seeds %s; "
                  "prior+refiner p50 %s", name, result["entries"], result["frames_entry_to_seed"], result["exits"],
                  result["frames_exit_to_release"], result["false_seeds"], result["cost_ms"])
