@@ -93,5 +93,8 @@ def weight_digests(context: DistributedContext, model: nn.Module) -> list[str]:
 
 
 def finish(context: DistributedContext) -> None:
+    """Leave the process group together: a rank tearing its sockets down while a peer still reads from them
+    makes gloo abort that peer (seen once in CI as `terminate called without an active exception`)."""
     if context.enabled:
+        dist.barrier()
         dist.destroy_process_group()
