@@ -468,6 +468,7 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
             break
 
     digests = distributed.weight_digests(context, refiner)
+    del model  # DDP's reducer holds the process group: it must go before the group does (see distributed.finish)
     distributed.finish(context)
     if not main:
         return None
