@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from surgseg.app.graph_spec import apply_override, read_yaml, validate
+from surgseg.app.graph_spec import GraphSpec, apply_override, read_yaml, validate
 from surgseg.app.runtime import run_graph
 from surgseg.engines.atomic import atomic_write_json
 from surgseg.engines.errors import InputError
@@ -57,10 +57,7 @@ def tag_scores(config: QAConfig) -> dict[str, dict[str, float]]:
 
 def _run(config: QAConfig, source: dict[str, Any], name: str) -> dict[str, Any]:
     """Run the graph with `source` swapped in and every file sink redirected into out/<name>/."""
-    raw = read_yaml(config.graph)
-    for item in config.overrides:
-        apply_override(raw, item)
-    spec = validate(raw, config.graph, check_paths=False)
+    raw, spec = _overridden_graph(config)
     metrics = spec.of_type("MetricsSink")
     if len(metrics) != 1:
         raise InputError(f"{config.graph}: the QA check needs exactly one MetricsSink")
@@ -104,8 +101,14 @@ def refiner_digest(config: QAConfig) -> str | None:
     """SHA-256 of the refiner model the QA graph runs (None for a graph without a Refiner)."""
     from surgseg.engines.refiner_artifact import sha256_file
 
+    raw, spec = _overridden_graph(config)
+    refiners = spec.of_type("Refiner")
+    return sha256_file(raw["operators"][refiners[0]]["artifact"]) if refiners else None
+
+
+def _overridden_graph(config: QAConfig) -> tuple[dict[str, Any], GraphSpec]:
+    """The QA graph's YAML with the overrides applied, and its structure (input files not checked yet)."""
     raw = read_yaml(config.graph)
     for item in config.overrides:
         apply_override(raw, item)
-    refiners = validate(raw, config.graph, check_paths=False).of_type("Refiner")
-    return sha256_file(raw["operators"][refiners[0]]["artifact"]) if refiners else None
+    return raw, validate(raw, config.graph, check_paths=False)

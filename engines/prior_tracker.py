@@ -164,9 +164,9 @@ class PriorTracker:
         return output
 
     def _release_missing(self, events: TrackerEvents) -> None:
-        if not self.policy.release_after:
-            return
         missing = self._missing_run >= self.policy.release_after
+        if not self.policy.release_after or not missing[1:].any():
+            return
         events.released = [c for c in sorted(self._seeded_classes()) if missing[c]]
         for class_id in events.released:
             self.engine.forget(class_id)
