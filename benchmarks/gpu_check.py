@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import site
 import statistics
 import subprocess
 import sys
@@ -56,11 +55,9 @@ class Row:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def add_import_path(path: Path, site_dir: bool = False) -> None:
-    """Importable here and in the subprocesses this check starts; `site_dir` also runs the folder's .pth files."""
-    if site_dir:
-        site.addsitedir(str(path))
-    elif str(path) not in sys.path:
+def add_import_path(path: Path) -> None:
+    """Importable here and in the subprocesses this check starts."""
+    if str(path) not in sys.path:
         sys.path.insert(0, str(path))
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")]))
 
@@ -79,9 +76,29 @@ def install_wheels() -> Row:
     command = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--upgrade",
                "--target", str(target), *map(str, wanted)]
     subprocess.run(command, check=True, capture_output=True, text=True)
-    add_import_path(target, site_dir=True)  # .pth files: holoscan's wheel finishes its install through one
-    return Row(name, "ok", f"{len(wanted)} installed into {target}", "",
+    links = finish_axle_installs(target)
+    add_import_path(target)
+    return Row(name, "ok", f"{len(wanted)} installed into {target}, {links} library links made", "",
                {"wheels": [w.name for w in wanted]})
+
+
+def finish_axle_installs(target: Path) -> int:
+    """Make the symlinks that wheel-axle wheels (holoscan) list in `symlinks.txt` and drop their finishing .pth.
+
+    wheel-axle makes them at first import from a .pth file, but it cannot tell the install scheme of a
+    `pip --target` folder and gives up, leaving `libholoscan_core.so.4` missing. Returns the links made."""
+    made = 0
+    for listing in target.glob("*.dist-info/symlinks.txt"):
+        for line in listing.read_text().splitlines():
+            path, link_target, is_dir = line.rsplit(",", 2)
+            link = target / path.split("/purelib/", 1)[-1].split("/platlib/", 1)[-1]
+            if not link.exists() and not link.is_symlink():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(link_target, target_is_directory=is_dir == "1")
+                made += 1
+        for pth in target.glob(listing.parent.name.split("-")[0] + "*.pth"):
+            pth.unlink()
+    return made
 
 
 def _missing(distribution: str) -> bool:

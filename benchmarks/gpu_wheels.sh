@@ -17,7 +17,8 @@ for tag in manylinux_2_35 manylinux_2_34 manylinux_2_31 manylinux_2_28 manylinux
 done
 "$PIP" download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp "${PLATFORMS[@]}" -d .whl \
     holoscan-cu12==4.6.0 nvidia-cuda-runtime-cu12==12.9.79 wheel-axle-runtime==0.0.13 \
-    hydra-core==1.3.8 omegaconf==2.3.1
+    hydra-core==1.3.8 omegaconf==2.3.1 pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 \
+    typing-inspection==0.4.5
 SAM2_BUILD_CUDA=0 "$PIP" wheel -q --no-deps --no-build-isolation -w .whl \
     sam2==1.1.0 iopath==0.1.10 antlr4-python3-runtime==4.9.3
 du -sh .whl

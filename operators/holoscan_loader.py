@@ -12,6 +12,7 @@ import ctypes
 import logging
 import os
 import resource
+import sys
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -24,10 +25,10 @@ _loaded = False
 def cudart_path() -> Path | None:
     """Path of libcudart.so.12 inside the nvidia-cuda-runtime-cu12 wheel, if installed."""
     spec = find_spec("nvidia")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        candidate = Path(root) / "cuda_runtime" / "lib" / "libcudart.so.12"
+    roots = [Path(root) for root in (spec.submodule_search_locations or [])] if spec is not None else []
+    roots += [Path(entry) / "nvidia" for entry in sys.path if entry]  # a regular `nvidia` package hides the rest
+    for root in roots:
+        candidate = root / "cuda_runtime" / "lib" / "libcudart.so.12"
         if candidate.exists():
             return candidate
     return None
