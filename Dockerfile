@@ -31,7 +31,7 @@ COPY training ./training
 # The project itself (its dependencies are the pins above) and the GPU extra, pinned as in pyproject.toml.
 RUN pip install --no-build-isolation --no-deps . \
     && pip install "tensorrt-cu12==10.13.3.9" "cupy-cuda12x==13.6.0" "cuda-python==12.9.0" \
-    && python -c "import surgseg.app.cli, surgseg.engines.sam2_stream"
+    && python -c "import surgseg.app.cli, surgseg.engines.sam2.stream"
 
 RUN useradd --create-home --uid 10001 --groups video surgseg \
     && mkdir -p /work \

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=Path, required=True, help="dataset.jsonl (or its folder) of evaluation clips")
     parser.add_argument("--split", default="test", help="rows of this split when the index has splits (default test)")
     parser.add_argument("--grid", nargs="+", required=True, metavar="AXIS=V1,V2",
-                        help="axes: size, memory_every, max_memories, or any --set key")
+                        help="axes: size, memory_every, max_memories, mode, backend, precision, or any --set key")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=Path("sweeps/default"))
     parser.add_argument("--shard", default=None, metavar="I/N", help="run only the I-th of N shares of the grid")

@@ -33,7 +33,7 @@ def run_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from surgseg.engines.weights import CHECKPOINTS, cache_dir
+    from surgseg.engines.sam2.weights import CHECKPOINTS, cache_dir
 
     folder = cache_dir(args.cache)
     table = Table(title=f"SAM 2 checkpoints (cache: {folder})")
@@ -48,7 +48,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from surgseg.engines.weights import ChecksumError, DownloadError, download, file_sha256, lookup
+    from surgseg.engines.sam2.weights import ChecksumError, DownloadError, download, file_sha256, lookup
 
     try:
         path = download(args.name, cache=args.cache, url=args.url, sha256=args.sha256, retries=args.retries)
@@ -62,7 +62,7 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from surgseg.engines.weights import ChecksumError, checkpoint_path, lookup, verify
+    from surgseg.engines.sam2.weights import ChecksumError, checkpoint_path, lookup, verify
 
     path = args.path or checkpoint_path(args.name, args.cache)
     expected = args.sha256 or lookup(args.name).sha256

@@ -99,7 +99,7 @@ def write_baseline(path: Path, current: dict[str, dict[str, float]], config: QAC
 
 def refiner_digest(config: QAConfig) -> str | None:
     """SHA-256 of the refiner model the QA graph runs (None for a graph without a Refiner)."""
-    from surgseg.engines.refiner_artifact import sha256_file
+    from surgseg.engines.refiner.artifact import sha256_file
 
     raw, spec = _overridden_graph(config)
     refiners = spec.of_type("Refiner")

@@ -29,9 +29,12 @@ log = logging.getLogger(__name__)
 
 METRICS = ("dice", "iou", "boundary_f")
 AXIS_ALIASES = {
-    "size": "operators.prior.image_size",
-    "memory_every": "operators.prior.memory_every",
-    "max_memories": "operators.prior.max_memories",
+    "size": "operators.prior.model.image_size",
+    "memory_every": "operators.prior.memory.every",
+    "max_memories": "operators.prior.memory.max_memories",
+    "mode": "operators.prior.runtime.mode",
+    "backend": "operators.prior.runtime.backend",
+    "precision": "operators.prior.runtime.precision",
 }
 
 

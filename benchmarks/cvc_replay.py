@@ -16,7 +16,7 @@ from pathlib import Path
 from benchmarks.common import write_result
 from benchmarks.refiner_cvc import DATA, write_clinicdb_index
 from surgseg.app.sweep import run_sweep
-from surgseg.engines.refiner_artifact import RefinerArtifact
+from surgseg.engines.refiner.artifact import RefinerArtifact
 from surgseg.graphs import graph_path
 from surgseg.training.export import ExportConfig, export_refiner
 

@@ -159,7 +159,7 @@ def _version(module: str) -> str | None:
 def run_cuda_tests(env: dict[str, Any], budget_s: float) -> Row:
     if not env["cuda"]:
         return Row("CUDA-marked tests", "skipped", "no CUDA device")
-    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py")
+    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("test_*.py")
                    if "mark.cuda" in p.read_text())
     command = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *files]
     try:
@@ -177,7 +177,7 @@ def run_cuda_tests(env: dict[str, Any], budget_s: float) -> Row:
 def export_check_refiner(folder: Path, checkpoint: Path | None):
     """The artefact to time: the given checkpoint exported, or a random-weight 'small' refiner at 736×1280."""
     from benchmarks.refiner_latency import export_random_refiner
-    from surgseg.engines.refiner_artifact import RefinerArtifact
+    from surgseg.engines.refiner.artifact import RefinerArtifact
     from surgseg.training.export import ExportConfig, export_refiner
 
     if checkpoint is None:
@@ -211,7 +211,7 @@ def refiner_timings(env: dict[str, Any], artifact) -> list[Row]:
     import torch
 
     from benchmarks.refiner_latency import refiner_call, time_ms
-    from surgseg.engines.refiner_runtime import RefinerRuntime, RuntimeConfig
+    from surgseg.engines.refiner.runtime import RefinerRuntime, RuntimeConfig
 
     size = "x".join(map(str, REFINER_SIZE))
     rows = []
@@ -249,7 +249,7 @@ def sam2_timings(env: dict[str, Any]) -> list[Row]:
 
     rows = []
     for side in SAM2_SIDES:
-        step = sam2_step_call(FRAME_SIZE, side, 40, device="cuda", autocast="bfloat16")
+        step = sam2_step_call(FRAME_SIZE, side, 40, device="cuda", precision="bf16")
         stats = _stats(time_ms(step, 30, 10, torch.cuda.synchronize))
         rows.append(Row(f"SAM 2 tiny step @{side} bf16", "ok",
                         f"{stats['median_ms']:.2f} ms (p95 {stats['p95_ms']:.2f})", "", stats))
@@ -295,7 +295,7 @@ def graph_overrides(artifact, folder: Path, cuda: bool, frames: int) -> dict[str
         "operators.source": f"{{type: SyntheticSource, frames: {frames}, size: [{FRAME_SIZE[1]}, {FRAME_SIZE[0]}], "
                             "num_classes: 2}",
         "operators.preproc.size": f"[{h}, {w}]",
-        "operators.prior.image_size": "512" if cuda else "256",
+        "operators.prior.model.image_size": "512" if cuda else "256",
         "operators.refiner.size": f"[{h}, {w}]",
         "operators.refiner.artifact": str(artifact.metadata_path.with_name("refiner.onnx")),
         "operators.metrics.path": str(folder / "metrics.json"),

@@ -23,14 +23,14 @@ from benchmarks.gpu_check import (REPLAY_GRAPH, graph_overrides, ensure_importab
 log = logging.getLogger("gpu_profile")
 
 
-def sam2_step_profile(out: Path, side: int, autocast: str | None) -> dict:
+def sam2_step_profile(out: Path, side: int, precision: str) -> dict:
     """Per-step wall times over 40 steps (memory writes every 5th), then a profiler table over 10 steps."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from benchmarks.refiner_latency import sam2_step_call
 
-    step = sam2_step_call((720, 1280), side, 40, device="cuda", autocast=autocast)
+    step = sam2_step_call((720, 1280), side, 40, device="cuda", precision=precision)
     for _ in range(10):
         step()
     torch.cuda.synchronize()
@@ -44,12 +44,12 @@ def sam2_step_profile(out: Path, side: int, autocast: str | None) -> dict:
         for _ in range(10):
             step()
         torch.cuda.synchronize()
-    tag = f"sam2_{side}_{autocast or 'fp32'}"
+    tag = f"sam2_{side}_{precision}"
     averages = prof.key_averages()
     (out / f"{tag}.txt").write_text(
         averages.table(sort_by="self_cpu_time_total", row_limit=30) + "\n\n"
         + averages.table(sort_by="self_cuda_time_total", row_limit=30))
-    return {"side": side, "autocast": autocast, "step_ms": [round(t, 2) for t in times],
+    return {"side": side, "precision": precision, "step_ms": [round(t, 2) for t in times],
             "gpu_kernel_ms_per_step": sum(a.self_device_time_total for a in averages) / 1000 / 10,
             "cpu_ms_per_step": sum(a.self_cpu_time_total for a in averages) / 1000 / 10}
 
@@ -59,7 +59,7 @@ def refiner_profile(out: Path, artifact) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from benchmarks.refiner_latency import refiner_call
-    from surgseg.engines.refiner_runtime import RefinerRuntime, RuntimeConfig
+    from surgseg.engines.refiner.runtime import RefinerRuntime, RuntimeConfig
 
     call = refiner_call(RefinerRuntime(artifact, RuntimeConfig(backend="torch", device="cuda")), "cuda")
     for _ in range(20):
@@ -99,7 +99,7 @@ def main() -> int:
 
     prepare_holoscan()
     result: dict = {}
-    result["sam2"] = [sam2_step_profile(args.out, 512, "bfloat16"), sam2_step_profile(args.out, 512, None)]
+    result["sam2"] = [sam2_step_profile(args.out, 512, "bf16"), sam2_step_profile(args.out, 512, "fp32")]
     log.info("sam2: %s", [(r["gpu_kernel_ms_per_step"], r["cpu_ms_per_step"]) for r in result["sam2"]])
     with tempfile.TemporaryDirectory() as tmp:
         artifact, _ = export_check_refiner(Path(tmp), None)

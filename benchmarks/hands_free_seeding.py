@@ -2,7 +2,7 @@
 
 No seed is given. SAM2Prior leaves SAM 2 off while nothing is tracked (the refiner then segments from the image
 alone: its prior is empty), seeds SAM 2 from the refined mask once the instrument has been visible for
-`auto_seed.frames` frames, releases it when the refined mask stays empty for `auto_seed.release_after` frames, and
+`seeding.frames` frames, releases it when the refined mask stays empty for `seeding.release_after` frames, and
 seeds it again when the instrument returns. Reported: frames from each entry to its seed, seeds while the instrument
 is absent, frames from each exit to the release, Dice, and per-frame milliseconds with and without SAM 2 running
 (the image-only check is the refiner pass every frame gets anyway).
@@ -24,7 +24,7 @@ import numpy as np
 from surgseg.app.graph_spec import read_yaml, validate
 from surgseg.app.runtime import run_graph
 from surgseg.engines.atomic import atomic_path
-from surgseg.engines.synthetic import EVENT_TAGS
+from surgseg.engines.video.synthetic import EVENT_TAGS
 from surgseg.graphs import graph_path
 
 log = logging.getLogger("hands_free_seeding")
@@ -36,7 +36,7 @@ Interval = tuple[int, int]
 class SeedingClip:
     frames: int = 72
     presence: tuple[Interval, ...] = ((10, 30), (52, 72))
-    """Absent for 22 frames in the middle: longer than `auto_seed.release_after` (15)."""
+    """Absent for 22 frames in the middle: longer than `seeding.release_after` (15)."""
     size: tuple[int, int] = (320, 256)
     """(width, height) of the frames."""
     seed: int = 7
@@ -55,7 +55,8 @@ def seeding_graph(clip: SeedingClip, refiner: Path, model_size: tuple[int, int],
     if not clip.difficulties:
         raw["operators"]["source"].update({name: [] for name in EVENT_TAGS})
     raw["operators"]["preproc"]["size"] = [h, w]
-    raw["operators"]["prior"].update(image_size=sam2_size, seed={})
+    raw["operators"]["prior"]["model"]["image_size"] = sam2_size
+    raw["operators"]["prior"]["seed"] = {}
     raw["operators"]["refiner"].update(artifact=str(refiner / "refiner.onnx"), size=[h, w])
     raw["operators"]["video"]["path"] = str(out / "overlay.mp4")
     raw["operators"]["metrics"]["path"] = str(out / "metrics.json")
@@ -133,7 +134,7 @@ def plot_timeline(lines: list[dict[str, Any]], path: Path, title: str) -> None:
 
 def run_seeding(clip: SeedingClip, refiner: Path, model_size: tuple[int, int], out: Path, sam2_size: int = 256,
                 overrides: dict[str, Any] | None = None, timeline: Path | None = None) -> dict[str, Any]:
-    """Run the graph on the clip and report; `overrides` update the prior's settings (e.g. auto_seed); `timeline`
+    """Run the graph on the clip and report; `overrides` update the prior's settings (e.g. seeding); `timeline`
     is where to draw the per-frame picture."""
     raw = seeding_graph(clip, refiner, model_size, out, sam2_size)
     raw["operators"]["prior"].update(overrides or {})
@@ -145,7 +146,7 @@ def run_seeding(clip: SeedingClip, refiner: Path, model_size: tuple[int, int], o
     metrics = json.loads((out / "metrics.json").read_text())
     return {"clip": {"frames": clip.frames, "presence": [list(s) for s in clip.presence], "size": list(clip.size),
                      "seed": clip.seed, "difficulties": clip.difficulties},
-            "auto_seed": raw["operators"]["prior"].get("auto_seed", {}),
+            "seeding": raw["operators"]["prior"].get("seeding", {}),
             **seeding_report(lines, clip.presence), "mean_dice": metrics.get("mean_dice")}
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import write_result
-from surgseg.engines.prompts import prompts_from_mask
-from surgseg.engines.refiner_artifact import RefinerArtifact
-from surgseg.engines.refiner_runtime import RefinerRuntime, RuntimeConfig
-from surgseg.engines.sam2_stream import StreamingSAM2, StreamingSAM2Config
-from surgseg.engines.synthetic import SyntheticClipConfig, synthetic_clip
+from surgseg.engines.sam2.prompts import prompts_from_mask
+from surgseg.engines.refiner.artifact import RefinerArtifact
+from surgseg.engines.refiner.runtime import RefinerRuntime, RuntimeConfig
+from surgseg.engines.sam2.config import ModelConfig, RuntimeConfig, SAM2Config
+from surgseg.engines.sam2.stream import StreamingSAM2
+from surgseg.engines.video.synthetic import SyntheticClipConfig, synthetic_clip
 from surgseg.training.export import ExportConfig, export_refiner
 from surgseg.training.refiner_net import TinyRefiner, checkpoint_payload, count_parameters, refiner_config
 
@@ -77,14 +78,14 @@ def refiner_call(runtime: RefinerRuntime, device: str = "cpu") -> Callable[[], o
 
 
 def sam2_step_call(size: tuple[int, int], side: int, steps: int, device: str = "cpu",
-                   autocast: str | None = None) -> Callable[[], object]:
+                   precision: str = "fp32") -> Callable[[], object]:
     """`StreamingSAM2.step` over synthetic H×W frames (preprocessed up front), seeded from the first frame's mask;
     each call tracks into the next frame, cycling through `steps` frames."""
     h, w = size
     clip = list(synthetic_clip(SyntheticClipConfig(size=(w, h), frames=steps + 1, num_classes=2,
                                                    presence=((0, steps + 1),))))
-    engine = StreamingSAM2(StreamingSAM2Config(model="tiny", image_size=side, device=device, memory_every=5,
-                                               max_memories=6, autocast=autocast))
+    config = SAM2Config(model=ModelConfig(name="tiny", image_size=side), runtime=RuntimeConfig(precision=precision))
+    engine = StreamingSAM2(config, device)
     images = [engine.preprocess(frame) for frame, _, _ in clip]
     engine.seed(images[0], prompts_from_mask(clip[0][1], 2))
     frames = itertools.cycle(images[1:])

@@ -21,7 +21,9 @@ def measure(image_size: int, frames: int, refiner_onnx: Path, out: Path) -> dict
     raw["device"] = "cpu"
     raw["operators"]["source"] = {"type": "SyntheticSource", "frames": frames, "size": [model_w, model_h], "seed": 2}
     # the random refiner's mask must not release SAM 2: the run measures the full chain on every frame
-    raw["operators"]["prior"].update(image_size=image_size, auto_seed={"release_after": 0})
+    prior = raw["operators"]["prior"]
+    prior["model"]["image_size"] = image_size
+    prior["seeding"] = {**prior["seeding"], "release_after": 0}
     raw["operators"]["refiner"]["artifact"] = str(refiner_onnx)
     raw["operators"]["metrics"]["path"] = str(out / "metrics.json")
     raw["operators"]["latency"].update(path=str(out / "latency.json"), warmup=2)

@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import write_result
-from surgseg.engines.prompts import prompts_from_mask
-from surgseg.engines.sam2_model import SAM2ModelConfig, build_sam2_model
-from surgseg.engines.sam2_stream import StreamingSAM2, StreamingSAM2Config
-from surgseg.engines.synthetic import SyntheticClipConfig, synthetic_clip
+from surgseg.engines.sam2.prompts import prompts_from_mask
+from surgseg.engines.sam2.config import MemoryConfig, ModelConfig, SAM2Config
+from surgseg.engines.sam2.model import build_sam2_model
+from surgseg.engines.sam2.stream import StreamingSAM2
+from surgseg.engines.video.synthetic import SyntheticClipConfig, synthetic_clip
 
 log = logging.getLogger("sam2_stream")
 RATIO_GOAL = 1.10
@@ -65,10 +66,11 @@ def timed_steps(engine: StreamingSAM2, clip: Clip, count: int) -> list[float]:
 def grid(args: argparse.Namespace) -> list[dict]:
     rows = []
     for size in args.sizes:
-        model = build_sam2_model(SAM2ModelConfig(model=args.model, image_size=size, device=args.device))
+        model_config = ModelConfig(name=args.model, image_size=size)
+        model = build_sam2_model(model_config, args.device)
         for n, k in itertools.product(args.memories, args.every):
-            engine = StreamingSAM2(StreamingSAM2Config(model=args.model, image_size=size, device=args.device,
-                                                       memory_every=k, max_memories=n), model=model)
+            config = SAM2Config(model=model_config, memory=MemoryConfig(every=k, max_memories=n))
+            engine = StreamingSAM2(config, args.device, model=model)
             clip = Clip(engine)
             engine.seed(clip.next(), clip.prompts)
             timed_steps(engine, clip, args.warmup)
@@ -83,12 +85,12 @@ def grid(args: argparse.Namespace) -> list[dict]:
 
 
 def bounded(args: argparse.Namespace) -> dict:
-    config = StreamingSAM2Config(model=args.model, image_size=args.bounded_size, device=args.device,
-                                 memory_every=args.bounded_every, max_memories=args.bounded_memories)
-    engine = StreamingSAM2(config)
+    memory = MemoryConfig(every=args.bounded_every, max_memories=args.bounded_memories)
+    config = SAM2Config(model=ModelConfig(name=args.model, image_size=args.bounded_size), memory=memory)
+    engine = StreamingSAM2(config, args.device)
     clip = Clip(engine)
     engine.seed(clip.next(), clip.prompts)
-    full_at = max(config.memory_every * config.max_memories, config.max_obj_ptrs) + 1
+    full_at = max(memory.every * memory.max_memories, memory.max_obj_ptrs) + 1
     if args.bounded_frames < full_at + 2 * args.window:
         raise SystemExit(f"--bounded-frames must be >= {full_at + 2 * args.window} (bank full at {full_at})")
     timed_steps(engine, clip, full_at)
@@ -98,7 +100,7 @@ def bounded(args: argparse.Namespace) -> dict:
     ratio = statistics.median(last) / statistics.median(first)
     growth = rss_mib() - rss_full
     return {
-        "size": args.bounded_size, "memory_every": config.memory_every, "max_memories": config.max_memories,
+        "size": args.bounded_size, "memory_every": memory.every, "max_memories": memory.max_memories,
         "frames": args.bounded_frames, "window": args.window, "bank_full_at_frame": full_at,
         "ms_median_first": statistics.median(first), "ms_median_last": statistics.median(last),
         "ratio_last_over_first": ratio, "ratio_ok": ratio <= RATIO_GOAL,

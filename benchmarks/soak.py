@@ -35,8 +35,9 @@ def soak_graph(frames: int, image_size: int, refiner_onnx: Path, out: Path, wind
     # an explicit box at frame 0 and no release on the random refiner's empty mask: SAM 2 tracks every frame, so
     # every window measures the same work
     box = [model_w * 0.3, model_h * 0.3, model_w * 0.7, model_h * 0.7]
-    raw["operators"]["prior"].update(image_size=image_size, memory_every=5, seed={"box": box},
-                                     auto_seed={"release_after": 0})
+    prior = raw["operators"]["prior"]
+    prior["model"]["image_size"] = image_size
+    prior.update(seed={"box": box}, seeding={**prior["seeding"], "release_after": 0})
     raw["operators"]["refiner"]["artifact"] = str(refiner_onnx)
     raw["operators"]["metrics"]["path"] = str(out / "metrics.json")
     raw["operators"]["latency"]["path"] = str(out / "latency.json")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from surgseg.engines.errors import InputError
-from surgseg.engines.pointer_input import PointerSeeder, PointerSeederConfig
+from surgseg.engines.sam2.pointer_input import PointerSeeder, PointerSeederConfig
 from surgseg.operators import holoscan_loader  # noqa: F401  (preloads libcudart before holoscan)
 from surgseg.operators.frame_to_tensor import FrameToTensor, FrameToTensorConfig
 from surgseg.operators.pointer_events import PointerEvents, PointerEventsConfig

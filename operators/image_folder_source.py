@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from surgseg.engines.image_folder import ImageSequence
+from surgseg.engines.config import ExistingPath
+from surgseg.engines.video.image_folder import ImageSequence
 from surgseg.operators.source import FrameSource
-from surgseg.operators.base import ExistingPath
 
 
 @dataclass

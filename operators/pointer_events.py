@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from surgseg.engines.pointer_input import PointerSeeder
+from surgseg.engines.sam2.pointer_input import PointerSeeder
 from surgseg.operators.base import Message, SurgsegOperator, first_present
 
 

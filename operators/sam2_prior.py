@@ -4,8 +4,8 @@ Seeds (source-frame pixels): `seed: {box: [x0, y0, x1, y1], points: [[x, y, 1]],
 `seed: {clicks: clicks.csv}` (frame,class,x,y,label; later frames re-prompt) or `seed: {from_gt: true}` (the first
 message carrying a non-empty `gt_mask`). A display's clicks and drags arrive on the `clicks` input (feedback flow
 `{from: display.clicks, to: prior.clicks, feedback: true}`, see operators/holoviz_sink.py) and seed or re-prompt
-the frame they reach. Without a seed, `auto_seed` seeds a class from the refined mask fed back
-once it is stable; the same rule re-seeds a class SAM 2 lost when it comes back (see engines/prior_tracker.py).
+the frame they reach. Without a seed, `seeding.auto_seed` seeds a class from the refined mask fed back
+once it is stable; the same rule re-seeds a class SAM 2 lost when it comes back (see engines/sam2/tracker.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 
@@ -21,18 +21,21 @@ from surgseg.engines.array_backend import to_numpy
 from surgseg.engines.errors import InputError
 from surgseg.engines.letterbox import LetterboxGeometry
 from surgseg.engines.preprocess import mask_to_model
-from surgseg.engines.prior_tracker import PriorTracker, SeedRequest, TrackerPolicy
-from surgseg.engines.seeding import box_prompts, click_prompts, pointer_prompts, read_clicks, read_mask
-from surgseg.operators.base import ExistingPath, Message, SurgsegOperator
+from surgseg.engines.sam2.config import SAM2Config
+from surgseg.engines.sam2.tracker import PriorTracker, SeedRequest
+from surgseg.engines.sam2.seeding import box_prompts, click_prompts, pointer_prompts, read_clicks, read_mask
+from surgseg.operators.base import Message, SurgsegOperator
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_HELP = ("for real priors run `surgseg weights download sam2.1_hiera_tiny` where a network exists (or copy "
-                   "the official sam2.1_hiera_tiny.pt there) and pass --set operators.prior.checkpoint=PATH")
+                   "the official sam2.1_hiera_tiny.pt there) and pass --set operators.prior.model.checkpoint=PATH")
 
 
-@dataclass
+@dataclass(frozen=True)
 class SeedConfig:
+    """The person's prompt for the first frame (source-frame pixels); give one of box, mask, clicks, from_gt."""
+
     box: tuple[float, float, float, float] | None = None
     points: list[tuple[float, float, int]] = field(default_factory=list)
     class_id: int = 1
@@ -41,36 +44,11 @@ class SeedConfig:
     from_gt: bool = False
 
 
-@dataclass
-class AutoSeedConfig:
-    enabled: bool = True
-    min_area: int = 64
-    """Model-size pixels of a class in the refined mask for a frame to count."""
-    frames: int = 3
-    """Frames in a row a class must be present before it is seeded."""
-    release_after: int = 15
-    """Frames in a row a seeded class's refined mask must stay under `min_area` before SAM 2 forgets it and the
-    image-only path watches for it again (0 = only SAM 2's object score decides)."""
+@dataclass(frozen=True)
+class SAM2PriorConfig(SAM2Config):
+    """The one SAM 2 configuration (engines/sam2/config.py) plus the first frame's prompt."""
 
-
-@dataclass
-class SAM2PriorConfig:
-    model: str = "sam2.1_hiera_tiny"
-    checkpoint: Annotated[str | None, ExistingPath] = None
-    image_size: int = 256
-    """SAM 2's square input side (multiple of 32); the model-size image is resized to it when different."""
-    num_classes: int = 2
-    memory_every: int = 5
-    max_memories: int = 6
-    max_cond_frames: int = 4
-    absent_after: int = 5
-    condition_every: int = 5
-    """Condition SAM 2 on the refined mask of every N-th frame (0 = never)."""
-    prior_clip: float = 12.0
-    weights_seed: int = 0
-    """Seed of the random weights used when no checkpoint is given."""
     seed: SeedConfig = field(default_factory=SeedConfig)
-    auto_seed: AutoSeedConfig = field(default_factory=AutoSeedConfig)
 
 
 class SAM2Prior(SurgsegOperator):
@@ -81,21 +59,14 @@ class SAM2Prior(SurgsegOperator):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from surgseg.engines.sam2_stream import StreamingSAM2, StreamingSAM2Config
+        from surgseg.engines.sam2.stream import StreamingSAM2
 
         c = self.config
         self._check_seed(c.seed)
-        if c.checkpoint is None:
+        if c.model.checkpoint is None:
             log.warning("%s: SAM 2 runs with RANDOM weights (no checkpoint): its priors carry no information; %s",
                         self.name, CHECKPOINT_HELP)
-        engine = StreamingSAM2(StreamingSAM2Config(
-            model=c.model, image_size=c.image_size, checkpoint=c.checkpoint, device=self.device, seed=c.weights_seed,
-            memory_every=c.memory_every, max_memories=c.max_memories, max_cond_frames=c.max_cond_frames,
-            absent_after=c.absent_after))
-        policy = TrackerPolicy(num_classes=c.num_classes, condition_every=c.condition_every, prior_clip=c.prior_clip,
-                               auto_seed=c.auto_seed.enabled, auto_seed_area=c.auto_seed.min_area,
-                               auto_seed_frames=c.auto_seed.frames, release_after=c.auto_seed.release_after)
-        self.tracker = PriorTracker(engine, policy)
+        self.tracker = PriorTracker(StreamingSAM2(c, self.device))
         self.clicks = read_clicks(c.seed.clicks, c.num_classes) if c.seed.clicks else {}
         self.seed_mask = read_mask(c.seed.mask, c.num_classes) if c.seed.mask else None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from surgseg.engines.synthetic import EVENT_TAGS, SyntheticClip, SyntheticClipConfig
+from surgseg.engines.video.synthetic import EVENT_TAGS, SyntheticClip, SyntheticClipConfig
 from surgseg.operators.source import FrameSource
 
 

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from surgseg.engines.array_backend import to_numpy
-from surgseg.engines.video_io import VideoWriter
+from surgseg.engines.video.io import VideoWriter
 from surgseg.operators.base import Message, SurgsegOperator
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from surgseg.engines.video_io import VideoReader, probe
+from surgseg.engines.config import ExistingPath
+from surgseg.engines.video.io import VideoReader, probe
 from surgseg.operators.source import FrameSource
-from surgseg.operators.base import ExistingPath
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from surgseg.app.cli import main
-from surgseg.engines.synthetic import SyntheticClip
+from surgseg.engines.video.synthetic import SyntheticClip
 from surgseg.training.dataset_index import read_index
 from surgseg.training.splits import leaked_groups
 from surgseg.training.synth_dataset import SynthDatasetConfig

@@ -15,9 +15,10 @@ from holoscan.core import Fragment
 
 from surgseg.engines.errors import InputError
 from surgseg.engines.preprocess import IMAGENET_MEAN, IMAGENET_STD, mask_prior, model_input
-from surgseg.engines.prior_tracker import PriorTracker, SeedRequest, TrackerPolicy
-from surgseg.engines.prompts import prompts_from_mask
-from surgseg.engines.sam2_stream import StreamOutput
+from surgseg.engines.sam2.config import MemoryConfig, ModelConfig, SAM2Config, SeedingConfig
+from surgseg.engines.sam2.tracker import PriorTracker, SeedRequest
+from surgseg.engines.sam2.prompts import prompts_from_mask
+from surgseg.engines.sam2.stream import StreamOutput
 from surgseg.operators.overlay import Overlay
 from surgseg.operators.preproc import Preproc, PreprocConfig
 from surgseg.operators.refiner import Refiner, RefinerOpConfig
@@ -134,7 +135,7 @@ def test_overlay_draws_on_a_copy_of_the_frame():
 
 # ------------------------------------------------------------------------------------------------ SAM2Prior
 def sam2_prior(seed: SeedConfig, **params) -> SAM2Prior:
-    config = SAM2PriorConfig(image_size=128, memory_every=2, seed=seed, **params)
+    config = SAM2PriorConfig(model=ModelConfig(image_size=128), memory=MemoryConfig(every=2), seed=seed, **params)
     return SAM2Prior(Fragment(), name="prior", config=config)
 
 
@@ -240,14 +241,14 @@ def run(tracker: PriorTracker, feedbacks: list) -> list:
 
 
 def test_explicit_seed_gives_clipped_prior_at_model_size():
-    tracker = PriorTracker(FakeEngine(), TrackerPolicy(prior_clip=12.0))
+    tracker = PriorTracker(FakeEngine(), SAM2Config(seeding=SeedingConfig(prior_clip=12.0)))
     prior, events = tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
     assert events.seeded == [1] and prior.shape == (1, 1, 16, 16) and prior.max() == 12.0
 
 
 def test_no_seed_while_the_class_is_absent():
     engine = FakeEngine()
-    tracker = PriorTracker(engine, TrackerPolicy(auto_seed_area=16, auto_seed_frames=3))
+    tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(min_area=16, frames=3)))
     empty = np.zeros((16, 16), np.uint8)
     events = run(tracker, [None] + [empty] * 6)
     assert not tracker.seeded and "seed" not in engine.calls and not any(e.seeded for e in events)
@@ -255,7 +256,7 @@ def test_no_seed_while_the_class_is_absent():
 
 def test_auto_seed_after_the_class_is_present_for_n_frames():
     engine = FakeEngine()
-    tracker = PriorTracker(engine, TrackerPolicy(auto_seed_area=16, auto_seed_frames=3))
+    tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(min_area=16, frames=3)))
     events = run(tracker, [None, PRESENT, PRESENT, PRESENT, PRESENT])
     assert [e.frame_index for e in events if e.seeded] == [3]
     assert engine.calls[:3] == ["seed", "condition", "step"]
@@ -263,7 +264,7 @@ def test_auto_seed_after_the_class_is_present_for_n_frames():
 
 def test_lost_class_is_reseeded_when_it_comes_back():
     engine = FakeEngine()
-    tracker = PriorTracker(engine, TrackerPolicy(condition_every=0, auto_seed_area=16, auto_seed_frames=2))
+    tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(condition_every=0, min_area=16, frames=2)))
     tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
     engine.absent = True
     empty = np.zeros((16, 16), np.uint8)
@@ -275,7 +276,7 @@ def test_lost_class_is_reseeded_when_it_comes_back():
 
 def test_class_missing_from_the_refined_mask_is_released_after_n_frames():
     engine = FakeEngine()
-    tracker = PriorTracker(engine, TrackerPolicy(auto_seed_area=16, release_after=3))
+    tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(min_area=16, release_after=3)))
     tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
     empty = np.zeros((16, 16), np.uint8)
     events = run(tracker, [empty] * 4)
@@ -287,7 +288,7 @@ def test_class_missing_from_the_refined_mask_is_released_after_n_frames():
 
 def test_released_class_is_seeded_again_when_it_returns():
     engine = FakeEngine()
-    tracker = PriorTracker(engine, TrackerPolicy(auto_seed_area=16, auto_seed_frames=2, release_after=2))
+    tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(min_area=16, frames=2, release_after=2)))
     tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
     empty = np.zeros((16, 16), np.uint8)
     events = run(tracker, [empty, empty, empty, PRESENT, PRESENT, PRESENT])
@@ -297,7 +298,7 @@ def test_released_class_is_seeded_again_when_it_returns():
 
 def test_release_after_zero_leaves_absence_to_sam2():
     engine = FakeEngine()
-    tracker = PriorTracker(engine, TrackerPolicy(auto_seed_area=16, release_after=0))
+    tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(min_area=16, release_after=0)))
     tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
     events = run(tracker, [np.zeros((16, 16), np.uint8)] * 30)
     assert tracker.seeded and not any(e.released for e in events) and "forget" not in engine.calls
@@ -305,7 +306,7 @@ def test_release_after_zero_leaves_absence_to_sam2():
 
 def test_absent_class_gives_the_empty_prior():
     engine = FakeEngine()
-    tracker = PriorTracker(engine, TrackerPolicy(absent_prior=0.0))
+    tracker = PriorTracker(engine, SAM2Config())
     tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
     engine.absent = True
     prior, _ = tracker.frame(IMAGE, None)
@@ -314,7 +315,7 @@ def test_absent_class_gives_the_empty_prior():
 
 def test_refined_mask_conditions_every_k_frames():
     engine = FakeEngine()
-    tracker = PriorTracker(engine, TrackerPolicy(condition_every=2))
+    tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(condition_every=2)))
     tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
     events = run(tracker, [PRESENT] * 6)
     assert [e.conditioned for e in events] == [False, False, True, False, True, False]
@@ -343,7 +344,7 @@ def test_tracker_hands_sam2_masks_and_prompts_in_its_stretched_square_geometry()
     import numpy as np
     import torch
 
-    from surgseg.engines.prior_tracker import PriorTracker, SeedRequest, TrackerPolicy
+    from surgseg.engines.sam2.tracker import PriorTracker, SeedRequest
 
     class Recorder:
         image_size, device = 64, "cpu"
@@ -365,7 +366,7 @@ def test_tracker_hands_sam2_masks_and_prompts_in_its_stretched_square_geometry()
     engine = Recorder()
     mask = np.zeros((32, 48), np.uint8)
     mask[8:16, 24:36] = 1  # rows 8-15, columns 24-35 of a 32×48 model frame
-    PriorTracker(engine, TrackerPolicy()).frame(torch.zeros(1, 3, 32, 48), request=SeedRequest(mask=mask))
+    PriorTracker(engine, SAM2Config()).frame(torch.zeros(1, 3, 32, 48), request=SeedRequest(mask=mask))
     rows, cols = np.nonzero(engine.masks[0])
     assert engine.masks[0].shape == (64, 64)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (16, 31, 32, 47)

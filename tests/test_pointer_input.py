@@ -18,8 +18,8 @@ import pytest
 from surgseg.app.graph_spec import validate
 from surgseg.app.runtime import GraphApplication, run_graph
 from surgseg.engines.errors import InputError
-from surgseg.engines.pointer_input import PointerPrompts, PointerSeeder, PointerSeederConfig
-from surgseg.engines.synthetic import SyntheticClip, SyntheticClipConfig
+from surgseg.engines.sam2.pointer_input import PointerPrompts, PointerSeeder, PointerSeederConfig
+from surgseg.engines.video.synthetic import SyntheticClip, SyntheticClipConfig
 from surgseg.operators.base import Message, NoConfig, SurgsegOperator
 from surgseg.operators.holoviz_sink import HolovizCallbacks, HolovizSink
 from surgseg.operators.pointer_events import PointerEvents
@@ -226,7 +226,7 @@ def test_a_box_dragged_in_the_window_seeds_sam2_through_the_clicks_feedback_flow
     refiner = export_tiny_refiner(tmp_path, num_classes=2, size=(48, 64)).file("onnx")
     operators = {
         "source": SOURCE, "preproc": {"type": "Preproc", "size": [48, 64]},
-        "prior": {"type": "SAM2Prior", "image_size": 128, "auto_seed": {"enabled": False}},
+        "prior": {"type": "SAM2Prior", "model": {"image_size": 128}, "seeding": {"auto_seed": False}},
         "refiner": {"type": "Refiner", "artifact": str(refiner), "num_classes": 2, "size": [48, 64]},
         "ema": {"type": "TemporalEMA"}, "overlay": {"type": "Overlay"}, "display": {"type": "ClickingDisplay"},
         "qa": {"type": "QAMonitor", "path": str(tmp_path / "qa.jsonl")}}

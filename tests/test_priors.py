@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from surgseg.app.cli import main
-from surgseg.engines.prompts import prompts_from_mask, save_prompts
+from surgseg.engines.sam2.prompts import prompts_from_mask, save_prompts
 from surgseg.training.priors import PriorsConfig, generate_priors, logits_to_source
 
 SIZE = 128

@@ -36,7 +36,7 @@ def test_missing_or_foreign_baseline_is_named(tmp_path: Path) -> None:
 def test_qa_passes_against_its_own_baseline_and_fails_on_a_raised_one(tmp_path: Path) -> None:
     refiner = export_tiny_refiner(tmp_path, num_classes=2, size=MODEL_SIZE)
     common = ["--set", f"operators.refiner.artifact={refiner.folder / 'refiner.onnx'}", "--set", "device=cpu",
-              "--set", "operators.prior.image_size=128", "--seeds", "0", "--frames", "8", "--out", str(tmp_path / "qa")]
+              "--set", "operators.prior.model.image_size=128", "--seeds", "0", "--frames", "8", "--out", str(tmp_path / "qa")]
     baseline = tmp_path / "baseline.json"
     created = surgseg("qa", "--baseline", str(baseline), "--update", *common, timeout=600)
     assert created.returncode == 0, created.stderr
@@ -53,7 +53,7 @@ def test_qa_passes_against_its_own_baseline_and_fails_on_a_raised_one(tmp_path: 
 
 
 def test_committed_baseline_covers_every_difficulty_tag_for_the_demo_refiner() -> None:
-    from surgseg.engines.synthetic import TAGS
+    from surgseg.engines.video.synthetic import TAGS
 
     baseline = read_baseline(Path(__file__).resolve().parents[1] / "qa" / "baseline.json")
     assert set(TAGS) | {"clean"} <= set(baseline["tags"])

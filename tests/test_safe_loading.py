@@ -29,7 +29,7 @@ def malicious_checkpoint(folder: Path) -> tuple[Path, Path]:
 
 
 def test_malicious_sam2_checkpoint_is_refused_without_running(tmp_path: Path) -> None:
-    from surgseg.engines.sam2_model import load_checkpoint
+    from surgseg.engines.sam2.model import load_checkpoint
 
     path, marker = malicious_checkpoint(tmp_path)
     with pytest.raises(InputError) as caught:

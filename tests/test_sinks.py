@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_sources import run
-from test_video_io import decoded_count
+from video_clips import decoded_count
 
 from surgseg.engines.frame_qa import confidence, mask_change
 from surgseg.engines.metrics import MetricAccumulator
-from surgseg.engines.synthetic import SyntheticClip, SyntheticClipConfig
-from surgseg.engines.video_io import VideoReader
+from surgseg.engines.video.synthetic import SyntheticClip, SyntheticClipConfig
+from surgseg.engines.video.io import VideoReader
 
 SYNTHETIC = {"type": "SyntheticSource", "size": [64, 48], "frames": 8, "seed": 1}
 

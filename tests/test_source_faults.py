@@ -18,7 +18,7 @@ import pytest
 from graph_helpers import cli_env, surgseg, surgseg_popen, write_graph
 from PIL import Image
 from test_sources import collect, run, write_folder
-from test_video_io import decoded_count, faststart_clip, write_clip, write_with_pyav
+from video_clips import decoded_count, faststart_clip, write_clip, write_with_pyav
 
 from surgseg.engines.errors import InputError
 

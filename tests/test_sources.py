@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from graph_helpers import surgseg
 from PIL import Image
-from test_video_io import VIDEOS, write_clip
+from video_clips import VIDEOS, write_clip
 
 from surgseg.app.graph_spec import validate
 from surgseg.app.runtime import GraphApplication, run_graph
 from surgseg.engines.errors import InputError
-from surgseg.engines.synthetic import SyntheticClip, SyntheticClipConfig
-from surgseg.engines.video_io import VideoReader
+from surgseg.engines.video.synthetic import SyntheticClip, SyntheticClipConfig
+from surgseg.engines.video.io import VideoReader
 
 
 def run(operators: dict[str, Any], flows: list[Any], frame_limit: int | None = None) -> GraphApplication:

@@ -32,7 +32,7 @@ def sweep_inputs(tmp_path_factory) -> tuple[Path, list[str]]:
 def test_grid_axes_expand_to_every_combination_with_aliases() -> None:
     points = parse_grid(["size=256,512", "memory_every=1,5,8"])
     assert len(points) == 6
-    assert points[0].overrides() == ["operators.prior.image_size=256", "operators.prior.memory_every=1"]
+    assert points[0].overrides() == ["operators.prior.model.image_size=256", "operators.prior.memory.every=1"]
     assert parse_grid(["operators.ema.alpha=0.5"])[0].overrides() == ["operators.ema.alpha=0.5"]
 
 

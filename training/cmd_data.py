@@ -102,7 +102,7 @@ def run_prompts(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
-    from surgseg.engines.prompts import prompts_from_mask, save_prompts
+    from surgseg.engines.sam2.prompts import prompts_from_mask, save_prompts
     from surgseg.training.dataset_index import read_index
 
     start = time.perf_counter()
@@ -123,7 +123,7 @@ def run_prompts(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from surgseg.engines.synthetic import SyntheticClip
+    from surgseg.engines.video.synthetic import SyntheticClip
     from surgseg.training.synth_dataset import SynthDatasetConfig, contact_sheet, save_png, write_synthetic_dataset
 
     start = time.perf_counter()

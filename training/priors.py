@@ -167,20 +167,20 @@ class _SimulatedPriors(_Source):
 
 class _SAM2Priors(_Source):
     def __init__(self, config: PriorsConfig) -> None:
-        from surgseg.engines.sam2_model import canonical_model_name
-        from surgseg.engines.sam2_stream import StreamingSAM2, StreamingSAM2Config
-        from surgseg.engines.weights import file_sha256
+        from surgseg.engines.sam2.config import ModelConfig, SAM2Config, canonical_model_name
+        from surgseg.engines.sam2.stream import StreamingSAM2
+        from surgseg.engines.sam2.weights import file_sha256
 
         checkpoint = str(config.checkpoint) if config.checkpoint else None
-        self.engine = StreamingSAM2(StreamingSAM2Config(model=config.model, image_size=config.size,
-                                                        checkpoint=checkpoint, device=config.device,
-                                                        seed=config.seed))
+        model = ModelConfig(name=config.model, image_size=config.size, checkpoint=checkpoint,
+                            random_weights_seed=config.seed)
+        self.engine = StreamingSAM2(SAM2Config(model=model), config.device)
         self.prompts = config.prompts
         self.model_name = canonical_model_name(config.model)
         self.checkpoint_sha256 = file_sha256(config.checkpoint) if config.checkpoint else "random-init"
 
     def __call__(self, stem: str, image: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarray:
-        from surgseg.engines.prompts import load_prompts
+        from surgseg.engines.sam2.prompts import load_prompts
 
         prompts = load_prompts(self.prompts / f"{stem}.prompts.json")
         if prompts.num_classes != num_classes:

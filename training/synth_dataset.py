@@ -13,7 +13,7 @@ import numpy as np
 
 from surgseg.engines.atomic import atomic_path, atomic_write_json
 from surgseg.engines.errors import InputError
-from surgseg.engines.synthetic import TAGS, SyntheticClip, SyntheticClipConfig
+from surgseg.engines.video.synthetic import TAGS, SyntheticClip, SyntheticClipConfig
 from surgseg.training.dataset_index import check_writable, classes_present, write_classes, write_index
 
 log = logging.getLogger(__name__)

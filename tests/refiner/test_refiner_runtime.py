@@ -11,8 +11,10 @@ import torch
 from test_export import SIZE, export_tiny_refiner
 
 from surgseg.engines.errors import InputError
-from surgseg.engines.refiner_artifact import RefinerArtifact
-from surgseg.engines.refiner_runtime import RefinerRuntime, RuntimeConfig, tensorrt_usable
+from surgseg.engines.refiner.artifact import RefinerArtifact
+from surgseg.engines.refiner.runtime import RefinerRuntime, RuntimeConfig, fold_batchnorm, tensorrt_usable
+from surgseg.training.export import fuse_conv_bn
+from surgseg.training.refiner_net import TinyRefiner, refiner_config
 
 CPU_BACKENDS = ("onnxruntime", "torch")
 
@@ -33,6 +35,22 @@ def _reference(artifact, inputs) -> np.ndarray:
     return RefinerRuntime(artifact, RuntimeConfig(backend="onnxruntime", device="cpu")).run(*inputs)
 
 
+def _refiner_with_trained_batchnorm() -> TinyRefiner:
+    """A nano refiner whose BatchNorm statistics and affine terms are far from the identity."""
+    torch.manual_seed(3)
+    model = TinyRefiner(refiner_config("nano", num_classes=3))
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.2, 3)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+def _batch_norm_nodes(module) -> int:
+    return sum(node.target == torch.ops.aten.batch_norm.default for node in module.graph.nodes)
+
+
 def _require_cuda() -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
@@ -46,9 +64,49 @@ def test_cpu_backends_give_the_same_logits(artifact, inputs):
     np.testing.assert_allclose(outputs["torch"], outputs["onnxruntime"], atol=1e-4)
 
 
+def test_batchnorm_folds_into_the_exported_programs_convolutions():
+    model = _refiner_with_trained_batchnorm()
+    image, prior = torch.randn(1, 3, *SIZE), 4 * torch.randn(1, 2, *SIZE)
+    with torch.no_grad():
+        program = torch.export.export(model, (image, prior))
+    unfolded, folded = program.module(), program.module()
+    count = fold_batchnorm(folded)
+    assert count == _batch_norm_nodes(unfolded) == 18 and _batch_norm_nodes(folded) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(folded(image, prior), unfolded(image, prior), atol=1e-4, rtol=0)
+
+
+def test_fused_module_has_no_batchnorm_and_same_logits():
+    model = _refiner_with_trained_batchnorm()
+    fused = fuse_conv_bn(model)
+    image, prior = torch.randn(1, 3, *SIZE), 4 * torch.randn(1, 2, *SIZE)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is left alone
+    with torch.no_grad():
+        torch.testing.assert_close(fused(image, prior), model(image, prior), atol=1e-4, rtol=0)
+
+
+def test_exported_onnx_and_program_carry_no_batchnorm(artifact):
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(artifact.file("onnx"))).graph.node}
+    assert "Conv" in ops and "BatchNormalization" not in ops
+    assert _batch_norm_nodes(torch.export.load(str(artifact.file("torch"))).module()) == 0
+
+
+def test_channels_last_torch_program_gives_the_same_logits_on_cpu(artifact, inputs):
+    module = torch.export.load(str(artifact.file("torch"))).module()
+    image, prior = (torch.from_numpy(x) for x in inputs)
+    with torch.no_grad():
+        expected = module(image, prior)
+        module = module.to(memory_format=torch.channels_last)
+        got = module(*(t.to(memory_format=torch.channels_last) for t in (image, prior)))
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+
+
 def test_auto_on_cpu_picks_onnxruntime_and_logs_it(artifact, caplog, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with caplog.at_level(logging.INFO, logger="surgseg.engines.refiner_runtime"):
+    with caplog.at_level(logging.INFO, logger="surgseg.engines.refiner.runtime"):
         runtime = RefinerRuntime(artifact)
     assert runtime.backend_name == "onnxruntime" and runtime.device == "cpu"
     assert "refiner backend: onnxruntime (auto: CPU)" in caplog.text
@@ -109,6 +167,21 @@ def test_torch_cuda_fp16_graph_matches_cpu_reference(artifact, inputs):
     assert first.is_cuda and first.dtype == torch.float32
     assert first.data_ptr() != second.data_ptr()  # each call returns its own tensor, not the graph's buffer
     np.testing.assert_allclose(second.cpu().numpy(), _reference(artifact, inputs), atol=0.1)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_torch_cuda_runs_folded_channels_last_fp16_and_matches_cpu(artifact, inputs, cuda_graph):
+    _require_cuda()
+    runtime = RefinerRuntime(artifact, RuntimeConfig(backend="torch", device="cuda", fp16=True, cuda_graph=cuda_graph))
+    backend = runtime._backend
+    weights = [p for p in backend.module.parameters() if p.ndim == 4]
+    assert weights and all(w.dtype == torch.float16 and w.is_contiguous(memory_format=torch.channels_last)
+                           for w in weights)
+    assert _batch_norm_nodes(backend.module) == 0
+    logits = runtime.run(*(torch.from_numpy(x).cuda() for x in inputs))
+    assert logits.dtype == torch.float32 and logits.is_contiguous()
+    np.testing.assert_allclose(logits.cpu().numpy(), _reference(artifact, inputs), atol=0.1)
 
 
 @pytest.mark.cuda

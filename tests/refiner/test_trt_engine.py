@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surgseg.engines.refiner_runtime import tensorrt_usable
-from surgseg.engines.trt_engine import (
+from surgseg.engines.refiner.runtime import tensorrt_usable
+from surgseg.engines.refiner.trt_engine import (
     AccuracyGateError,
     BuildConfig,
     GateResult,

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from surgseg.engines.config import validate_config
 from surgseg.engines.errors import InputError
 from surgseg.engines.preprocess import mask_to_model
-from surgseg.engines.prompts import prompts_from_mask
-from surgseg.engines.sam2_model import SAM2ModelConfig, build_sam2_model
-from surgseg.engines.sam2_stream import StreamingSAM2, StreamingSAM2Config, prune_victim
+from surgseg.engines.sam2.prompts import prompts_from_mask
+from surgseg.engines.sam2.config import MemoryConfig, ModelConfig, SAM2Config, SeedingConfig
+from surgseg.engines.sam2.model import build_sam2_model
+from surgseg.engines.sam2.stream import StreamingSAM2, prune_victim
 
 SMALL = 128  # fast size for behaviour tests
 
@@ -38,11 +40,14 @@ def _clip(count: int, size: tuple[int, int], seed: int = 0) -> tuple[list[np.nda
 
 @pytest.fixture(scope="module")
 def small_model() -> torch.nn.Module:
-    return build_sam2_model(SAM2ModelConfig(image_size=SMALL))
+    return build_sam2_model(ModelConfig(image_size=SMALL))
 
 
-def _engine(model: torch.nn.Module, **kwargs) -> StreamingSAM2:
-    return StreamingSAM2(StreamingSAM2Config(image_size=int(model.image_size), **kwargs), model=model)
+def _engine(model: torch.nn.Module, seeding: SeedingConfig | None = None, **memory) -> StreamingSAM2:
+    """An engine on `model` with the given memory settings (MemoryConfig's fields) and seeding settings."""
+    config = SAM2Config(model=ModelConfig(image_size=int(model.image_size)), memory=MemoryConfig(**memory),
+                        seeding=seeding or SeedingConfig())
+    return StreamingSAM2(config, model=model)
 
 
 @pytest.mark.slow
@@ -53,7 +58,7 @@ def test_matches_official_video_predictor_with_k1_n6_fifo(tmp_path) -> None:
     frames, masks = _clip(count, (size, size))
     for t, frame in enumerate(frames):
         cv2.imwrite(str(tmp_path / f"{t:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    model = build_sam2_model(SAM2ModelConfig(image_size=size))
+    model = build_sam2_model(ModelConfig(image_size=size))
     feat = size // 16
     predictor = build_sam2_video_predictor(
         "configs/sam2.1/sam2.1_hiera_t.yaml", device="cpu", apply_postprocessing=False,
@@ -76,7 +81,7 @@ def test_matches_official_video_predictor_with_k1_n6_fifo(tmp_path) -> None:
             for i in range(len(obj_ids))
         ]
 
-    engine = _engine(model, memory_every=1, max_memories=6, pruning="fifo")
+    engine = _engine(model, every=1, max_memories=6, pruning="fifo")
     worst = 0.0
     for t in range(count):
         image = state["images"][t][None]
@@ -89,7 +94,7 @@ def test_matches_official_video_predictor_with_k1_n6_fifo(tmp_path) -> None:
 
 def test_bank_stops_growing_once_full_with_k5_n4(small_model) -> None:
     frames, masks = _clip(41, (96, 128))
-    engine = _engine(small_model, memory_every=5, max_memories=4, max_cond_frames=2, max_obj_ptrs=8)
+    engine = _engine(small_model, every=5, max_memories=4, max_cond_frames=2, max_obj_ptrs=8)
     engine.seed(frames[0], prompts_from_mask(masks[0], 3))
     counts = []
     for frame in frames[1:]:
@@ -104,7 +109,7 @@ def test_bank_stops_growing_once_full_with_k5_n4(small_model) -> None:
 
 def test_more_than_six_memories_are_kept_and_read(small_model) -> None:
     frames, masks = _clip(11, (96, 128))
-    engine = _engine(small_model, memory_every=1, max_memories=8)
+    engine = _engine(small_model, every=1, max_memories=8)
     engine.seed(frames[0], prompts_from_mask(masks[0], 3))
     for frame in frames[1:]:
         out = engine.step(frame)
@@ -122,7 +127,7 @@ def test_similarity_pruning_drops_the_entry_most_like_the_newest() -> None:
 
 def test_similarity_pruned_bank_stays_bounded(small_model) -> None:
     frames, masks = _clip(9, (96, 128))
-    engine = _engine(small_model, memory_every=1, max_memories=3, pruning="similarity")
+    engine = _engine(small_model, every=1, max_memories=3, pruning="similarity")
     engine.seed(frames[0], prompts_from_mask(masks[0], 3))
     for frame in frames[1:]:
         engine.step(frame)
@@ -132,7 +137,7 @@ def test_similarity_pruned_bank_stays_bounded(small_model) -> None:
 
 def test_reprompt_keeps_memory_and_adds_a_conditioning_frame(small_model) -> None:
     frames, masks = _clip(6, (96, 128))
-    engine = _engine(small_model, memory_every=1, max_memories=6)
+    engine = _engine(small_model, every=1, max_memories=6)
     engine.seed(frames[0], prompts_from_mask(masks[0], 3))
     for frame in frames[1:4]:
         engine.step(frame)
@@ -167,7 +172,7 @@ def test_class_reported_absent_after_nonpositive_scores_then_reseeded(small_mode
     with torch.no_grad():
         model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(-50.0)
     frames, masks = _clip(5, (96, 128))
-    engine = _engine(model, absent_after=3)
+    engine = _engine(model, seeding=SeedingConfig(absent_after=3))
     engine.seed(frames[0], prompts_from_mask(masks[0], 3))
     flags = [engine.step(frame).absent for frame in frames[1:4]]
     assert flags == [(False, False), (False, False), (True, True)]
@@ -211,5 +216,5 @@ def test_image_logits_equal_a_seed_and_leave_state_alone(small_model) -> None:
 
 
 def test_invalid_config_names_the_key() -> None:
-    with pytest.raises(InputError, match="sam2.pruning"):
-        StreamingSAM2Config(pruning="lru")
+    with pytest.raises(InputError, match="operators.prior.memory.pruning: invalid value 'lru'"):
+        validate_config(SAM2Config, {"memory": {"pruning": "lru"}}, "operators.prior")

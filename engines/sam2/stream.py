@@ -9,14 +9,14 @@ Inputs: an HxWx3 uint8 RGB frame (letterboxed into S x S and normalised exactly 
 already preprocessed (1,3,S,S) float tensor. Prompts and masks are in the pixels of their own image and are mapped
 into S x S by the same letterbox (the identity when they were made on the S x S model input).
 
-With `memory_every=1`, `max_memories=6`, `fifo` and `postprocessing=False` the logits equal the official
+With `memory.every=1`, `memory.max_memories=6`, `fifo` and `model.postprocessing=False` the logits equal the official
 `SAM2VideoPredictor` (same weights, frames and prompts). Ordinary memories get SAM 2's temporal encodings by recency
 rank (newest first); ranks beyond SAM 2's six slots reuse the oldest slot.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,45 +25,13 @@ import torch.nn.functional as F
 from surgseg.engines.errors import InputError
 from surgseg.engines.letterbox import letterbox_geometry
 from surgseg.engines.preprocess import mask_to_model, model_input
-from surgseg.engines.prompts import ClassPrompts, Prompt
-from surgseg.engines.sam2_model import SAM2ModelConfig, build_sam2_model
+from surgseg.engines.sam2.prompts import ClassPrompts, Prompt
+from surgseg.engines.sam2.config import SAM2Config
+from surgseg.engines.sam2.model import build_sam2_model
 
 NO_OBJ_SCORE = -1024.0
 BOX_LABELS = (2, 3)
-PRUNING = ("fifo", "similarity")
-AUTOCAST = {None: None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass(frozen=True)
-class StreamingSAM2Config(SAM2ModelConfig):
-    """The model (SAM2ModelConfig's fields), memory cadence and memory bounds of the streaming engine."""
-
-    image_size: int = 512
-    memory_every: int = 1  # K: write a memory entry every K frames (others skip the memory encoder)
-    max_memories: int = 6  # N: ordinary memory entries per object (0 = conditioning frames and pointers only)
-    max_cond_frames: int = 4  # M: conditioning frames per object, the seed included (always kept)
-    max_obj_ptrs: int = 16  # pointers of the last max_obj_ptrs-1 frames (plus the conditioning frames')
-    pruning: str = "fifo"  # fifo | similarity
-    absent_after: int = 5  # frames in a row with object score <= 0 before a class is reported absent
-    autocast: str | None = None  # bfloat16 | float16 (CUDA only)
-    compile: bool = False  # torch.compile the image encoder (CUDA only)
-
-    def __post_init__(self) -> None:
-        checks = {
-            "memory_every": self.memory_every >= 1,
-            "max_memories": self.max_memories >= 0,
-            "max_cond_frames": self.max_cond_frames >= 1,
-            "max_obj_ptrs": self.max_obj_ptrs >= 1,
-            "absent_after": self.absent_after >= 1,
-            "pruning": self.pruning in PRUNING,
-            "autocast": self.autocast in AUTOCAST,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise InputError(f"sam2.{bad[0]}: invalid value {getattr(self, bad[0])!r}")
-
-    def model_config(self) -> SAM2ModelConfig:
-        return SAM2ModelConfig(**{f.name: getattr(self, f.name) for f in fields(SAM2ModelConfig)})
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -138,14 +106,18 @@ def prune_victim(features: list[torch.Tensor], newest: torch.Tensor, policy: str
 class StreamingSAM2:
     """Frame-by-frame SAM 2 tracking of every prompted foreground class with bounded memory."""
 
-    def __init__(self, config: StreamingSAM2Config, model: torch.nn.Module | None = None) -> None:
+    def __init__(self, config: SAM2Config, device: str = "cpu", model: torch.nn.Module | None = None) -> None:
         self.config = config
-        self.model = model if model is not None else build_sam2_model(config.model_config())
+        self.memory = config.memory
+        self.model = model if model is not None else build_sam2_model(config.model, device)
         self.image_size = int(self.model.image_size)
-        if self.image_size != config.image_size:
-            raise InputError(f"sam2.image_size: {config.image_size} but the model was built for {self.image_size}")
-        self.device = torch.device(config.device)
-        if config.compile and self.device.type == "cuda":
+        if self.image_size != config.model.image_size:
+            raise InputError(f"model.image_size: {config.model.image_size} but the model was built for "
+                             f"{self.image_size}")
+        if config.runtime.precision not in AUTOCAST:
+            raise InputError(f"runtime.precision: {config.runtime.precision} needs the onnxruntime backend")
+        self.device = torch.device(device)
+        if config.runtime.compile and self.device.type == "cuda":
             self.model.image_encoder.forward = torch.compile(self.model.image_encoder.forward, dynamic=False)
         self._num_classes = 0
         self._banks: dict[int, _ObjectBank] = {}
@@ -193,7 +165,7 @@ class StreamingSAM2:
         self._commit_all()
         self._frame += 1
         self._features = self._encode(self._as_input(frame))
-        write = self.config.max_memories > 0 and self._frame % self.config.memory_every == 0
+        write = self.memory.max_memories > 0 and self._frame % self.memory.every == 0
         for bank in self._banks.values():
             low, high, ptr, score = self._decode(bank, point_inputs=None)
             bank.pending = _Pending(self._frame, low, high, score, ptr, cond=False, from_points=False, encode=write)
@@ -295,7 +267,7 @@ class StreamingSAM2:
             raise InputError(f"prompts: num_classes {num_classes} differs from the seed's {self._num_classes}")
 
     def _autocast(self):
-        dtype = AUTOCAST[self.config.autocast]
+        dtype = AUTOCAST[self.config.runtime.precision]
         return torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None and self.device.type == "cuda")
 
     def _encode(self, image: torch.Tensor) -> _Features:
@@ -359,7 +331,7 @@ class StreamingSAM2:
         num_ptr_tokens = 0
         if model.use_obj_ptrs_in_encoder:
             ptrs = [(t - e.frame, e.obj_ptr) for e in bank.cond]
-            window = self.config.max_obj_ptrs - 1
+            window = self.memory.max_obj_ptrs - 1
             ptrs += [(t - f, bank.pointers[f]) for f in sorted(bank.pointers, reverse=True) if t - f <= window]
             if ptrs:
                 tokens, token_pos = self._pointer_tokens(ptrs)
@@ -403,7 +375,7 @@ class StreamingSAM2:
             if bank.pending is not None:
                 self._commit(bank, bank.pending)
                 bank.pending = None
-            window = self.config.max_obj_ptrs - 1
+            window = self.memory.max_obj_ptrs - 1
             for f in [f for f in bank.pointers if self._frame + 1 - f > window]:
                 del bank.pointers[f]
 
@@ -432,12 +404,12 @@ class StreamingSAM2:
     def _add_cond(self, bank: _ObjectBank, entry: _Entry) -> None:
         bank.memories = [e for e in bank.memories if e.frame != entry.frame]
         bank.pointers.pop(entry.frame, None)
-        if len(bank.cond) < self.config.max_cond_frames:
+        if len(bank.cond) < self.memory.max_cond_frames:
             bank.cond.append(entry)
             return
         if len(bank.cond) == 1:  # M = 1: only the seed is conditioning; keep this frame as ordinary memory
             bank.pointers[entry.frame] = entry.obj_ptr
-            if self.config.max_memories > 0:
+            if self.memory.max_memories > 0:
                 self._add_memory(bank, entry)
             return
         evicted = bank.cond.pop(1)  # the oldest conditioning frame after the seed
@@ -445,8 +417,8 @@ class StreamingSAM2:
         bank.cond.append(entry)
 
     def _add_memory(self, bank: _ObjectBank, entry: _Entry) -> None:
-        if len(bank.memories) >= self.config.max_memories:
-            victim = prune_victim([e.features for e in bank.memories], entry.features, self.config.pruning)
+        if len(bank.memories) >= self.memory.max_memories:
+            victim = prune_victim([e.features for e in bank.memories], entry.features, self.memory.pruning)
             del bank.memories[victim]
         bank.memories.append(entry)
 
@@ -462,7 +434,7 @@ class StreamingSAM2:
             score = float(bank.pending.score_logits.reshape(-1)[0])
             if update_absence:
                 bank.nonpositive_run = bank.nonpositive_run + 1 if score <= 0 else 0
-            gone = bank.nonpositive_run >= self.config.absent_after
+            gone = bank.nonpositive_run >= self.config.seeding.absent_after
             absent[class_id - 1] = gone
             scores[class_id - 1] = score
             if not gone:

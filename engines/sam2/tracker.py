@@ -2,16 +2,16 @@
 
 - Seed: explicit prompts (and optionally a mask) for a frame start tracking; a later frame's prompts re-prompt it.
 - Feedback: the previous frame's refined mask (model geometry) becomes SAM 2's output and conditioning input for
-  that frame every `condition_every` frames (the engine's newest frame is still t−1 when frame t arrives).
+  that frame every `seeding.condition_every` frames (the engine's newest frame is still t−1 when frame t arrives).
 - Hands-free seeding and re-seeding: a class that is not tracked (never seeded, released, or reported absent by the
-  engine) whose refined mask holds at least `auto_seed_area` pixels for `auto_seed_frames` frames in a row is seeded
+  engine) whose refined mask holds at least `seeding.min_area` pixels for `seeding.frames` frames in a row is seeded
   from that mask (prompts from the mask on the previous frame's image, then the mask as conditioning).
-- Release: a tracked class whose refined mask stays under `auto_seed_area` pixels for `release_after` frames in a row
+- Release: a tracked class whose refined mask stays under `min_area` pixels for `seeding.release_after` frames in a row
   has left the view whatever SAM 2 says (its object score can stay positive on an empty scene): its memory is
-  dropped and its prior becomes `absent_prior`, so the refiner looks for it from the image alone until it is
+  dropped and its prior becomes `ABSENT_PRIOR`, so the refiner looks for it from the image alone until it is
   re-seeded. With every class released SAM 2 stops running until the next seed.
-- Output: per foreground class, SAM 2's low-res logits upsampled to the model size and clipped to ±`prior_clip`;
-  a class that is not tracked gives `absent_prior` (0 = "no prior", what the refiner saw under prior dropout), so the
+- Output: per foreground class, SAM 2's low-res logits upsampled to the model size and clipped to ±`seeding.prior_clip`;
+  a class that is not tracked gives `ABSENT_PRIOR` (0 = "no prior", what the refiner saw under prior dropout), so the
   refiner segments it from the image alone and the feedback can seed it.
 """
 
@@ -26,31 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from surgseg.engines.errors import InputError
-from surgseg.engines.prompts import ClassPrompts, prompts_from_mask
-from surgseg.engines.sam2_stream import StreamingSAM2, StreamOutput
+from surgseg.engines.sam2.prompts import ClassPrompts, prompts_from_mask
+from surgseg.engines.sam2.config import SAM2Config
+from surgseg.engines.sam2.stream import StreamingSAM2, StreamOutput
 
-
-@dataclass(frozen=True)
-class TrackerPolicy:
-    num_classes: int = 2
-    condition_every: int = 5
-    """Condition on the refined mask of every N-th frame (0 = never)."""
-    prior_clip: float = 12.0
-    absent_prior: float = 0.0
-    auto_seed: bool = True
-    auto_seed_area: int = 64
-    """Model-size pixels a class needs in the refined mask to count as present."""
-    auto_seed_frames: int = 3
-    release_after: int = 15
-    """Frames in a row a tracked class's refined mask must stay under `auto_seed_area` before it is released
-    (0 = only the engine's absence decides)."""
-
-    def __post_init__(self) -> None:
-        if self.num_classes < 2:
-            raise InputError(f"num_classes: {self.num_classes} < 2 (background counts as a class)")
-        if min(self.condition_every, self.release_after) < 0 or self.auto_seed_frames < 1 or self.auto_seed_area < 1:
-            raise InputError("condition_every >= 0, release_after >= 0, auto_seed_frames >= 1 and "
-                             "auto_seed_area >= 1 are required")
+ABSENT_PRIOR = 0.0
+"""The prior of a class SAM 2 does not track: "no opinion", what the refiner saw under prior dropout."""
 
 
 @dataclass
@@ -75,15 +56,17 @@ class TrackerEvents:
 
 
 class PriorTracker:
-    def __init__(self, engine: StreamingSAM2, policy: TrackerPolicy) -> None:
+    def __init__(self, engine: StreamingSAM2, config: SAM2Config | None = None) -> None:
         self.engine = engine
-        self.policy = policy
+        self.config = config if config is not None else engine.config
+        self.seeding = self.config.seeding
+        self.num_classes = self.config.num_classes
         self.frame_index = -1
         self.seed_frame: int | None = None
         self._previous_input: torch.Tensor | None = None
         self._last: StreamOutput | None = None
-        self._present_run = np.zeros(policy.num_classes, np.int64)
-        self._missing_run = np.zeros(policy.num_classes, np.int64)
+        self._present_run = np.zeros(self.num_classes, np.int64)
+        self._missing_run = np.zeros(self.num_classes, np.int64)
 
     @property
     def seeded(self) -> bool:
@@ -134,7 +117,7 @@ class PriorTracker:
         if feedback is not None:
             lost = [c for c in self._ready(feedback) if not self.tracked(c)]
             since_seed = self.frame_index - 1 - self.seed_frame
-            due = self.policy.condition_every and since_seed > 0 and since_seed % self.policy.condition_every == 0
+            due = self.seeding.condition_every and since_seed > 0 and since_seed % self.seeding.condition_every == 0
             if due and feedback.any():
                 self.engine.condition_on_mask(self._square_mask(feedback))
                 events.conditioned = True
@@ -152,7 +135,7 @@ class PriorTracker:
     def _seed(self, square: torch.Tensor, request: SeedRequest) -> StreamOutput:
         prompts = request.prompts
         if prompts is None or not prompts.classes:
-            prompts = prompts_from_mask(request.mask, self.policy.num_classes)
+            prompts = prompts_from_mask(request.mask, self.num_classes)
         if not prompts.classes:
             raise InputError("seed: the seed mask has no foreground pixels")
         output = self.engine.seed(square, self._square_prompts(prompts))
@@ -164,8 +147,8 @@ class PriorTracker:
         return output
 
     def _release_missing(self, events: TrackerEvents) -> None:
-        missing = self._missing_run >= self.policy.release_after
-        if not self.policy.release_after or not missing[1:].any():
+        missing = self._missing_run >= self.seeding.release_after
+        if not self.seeding.release_after or not missing[1:].any():
             return
         events.released = [c for c in sorted(self._seeded_classes()) if missing[c]]
         for class_id in events.released:
@@ -179,16 +162,16 @@ class PriorTracker:
             self._present_run[:] = 0
             self._missing_run[:] = 0
             return
-        areas = np.bincount(feedback.ravel(), minlength=self.policy.num_classes)[: self.policy.num_classes]
-        present = areas >= self.policy.auto_seed_area
+        areas = np.bincount(feedback.ravel(), minlength=self.num_classes)[: self.num_classes]
+        present = areas >= self.seeding.min_area
         self._present_run = np.where(present, self._present_run + 1, 0)
         self._missing_run = np.where(present, 0, self._missing_run + 1)
 
     def _ready(self, feedback: np.ndarray | None) -> list[int]:
-        if not self.policy.auto_seed or feedback is None:
+        if not self.seeding.auto_seed or feedback is None:
             return []
         runs = self._present_run[1:]
-        return [c + 1 for c in np.flatnonzero(runs >= self.policy.auto_seed_frames).tolist()]
+        return [c + 1 for c in np.flatnonzero(runs >= self.seeding.frames).tolist()]
 
     def _seeded_classes(self) -> set[int]:
         return set(self.engine.memory_state())
@@ -213,14 +196,14 @@ class PriorTracker:
         return F.interpolate(image, size=(s, s), mode="bilinear", align_corners=False)
 
     def _prior(self, output: StreamOutput, size: tuple[int, int], like: Any) -> Any:
-        logits = output.logits.clamp(-self.policy.prior_clip, self.policy.prior_clip)
+        logits = output.logits.clamp(-self.seeding.prior_clip, self.seeding.prior_clip)
         absent = torch.tensor(output.absent, device=logits.device)
-        logits = torch.where(absent.view(-1, 1, 1), torch.full_like(logits, self.policy.absent_prior), logits)
+        logits = torch.where(absent.view(-1, 1, 1), torch.full_like(logits, ABSENT_PRIOR), logits)
         prior = F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)
         return _like(prior.float().contiguous(), like)
 
     def _empty(self, size: tuple[int, int], like: Any) -> Any:
-        prior = torch.full((1, self.policy.num_classes - 1, *size), self.policy.absent_prior)
+        prior = torch.full((1, self.num_classes - 1, *size), ABSENT_PRIOR)
         return _like(prior, like)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from surgseg.engines.errors import InputError
-from surgseg.engines.prompts import SCHEMA_VERSION, ClassPrompts, load_prompts, prompts_from_mask, save_prompts
+from surgseg.engines.sam2.prompts import SCHEMA_VERSION, ClassPrompts, load_prompts, prompts_from_mask, save_prompts
 
 
 def _u_shape() -> np.ndarray:

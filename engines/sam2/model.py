@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from surgseg.engines.errors import InputError
+from surgseg.engines.sam2.config import MODEL_CONFIGS, ModelConfig, canonical_model_name, check_image_size
 
-# model name -> config file inside the sam2 package
-MODEL_CONFIGS = {
-    "sam2.1_hiera_tiny": "configs/sam2.1/sam2.1_hiera_t.yaml",
-    "sam2.1_hiera_small": "configs/sam2.1/sam2.1_hiera_s.yaml",
-    "sam2.1_hiera_base_plus": "configs/sam2.1/sam2.1_hiera_b+.yaml",
-    "sam2.1_hiera_large": "configs/sam2.1/sam2.1_hiera_l.yaml",
-    "sam2_hiera_tiny": "configs/sam2/sam2_hiera_t.yaml",
-    "sam2_hiera_small": "configs/sam2/sam2_hiera_s.yaml",
-    "sam2_hiera_base_plus": "configs/sam2/sam2_hiera_b+.yaml",
-    "sam2_hiera_large": "configs/sam2/sam2_hiera_l.yaml",
-}
-SHORT_NAMES = {"tiny", "small", "base_plus", "large"}  # short names mean SAM 2.1
 BACKBONE_STRIDE = 16
 # What `build_sam2(apply_postprocessing=True)` and the video predictor add (fill-hole filtering excluded).
 POSTPROCESSING_OVERRIDES = {
@@ -31,33 +19,6 @@ POSTPROCESSING_OVERRIDES = {
     "model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh": 0.98,
     "model.binarize_mask_from_pts_for_mem_enc": True,
 }
-
-
-@dataclass(frozen=True)
-class SAM2ModelConfig:
-    """Which SAM 2 model to build and how. `postprocessing=False` matches `SAM2VideoPredictor` built with
-    `apply_postprocessing=False`; True adds SAM 2's dynamic multimask fallback and binarised click memories."""
-
-    model: str = "sam2.1_hiera_tiny"
-    image_size: int = 1024
-    checkpoint: str | None = None
-    device: str = "cpu"
-    seed: int = 0
-    postprocessing: bool = False
-
-
-def canonical_model_name(name: str) -> str:
-    """`tiny` -> `sam2.1_hiera_tiny`; full names pass through; unknown names raise InputError."""
-    full = f"sam2.1_hiera_{name}" if name in SHORT_NAMES else name
-    if full not in MODEL_CONFIGS:
-        raise InputError(f"model: unknown SAM 2 model {name!r} (known: {', '.join(sorted(MODEL_CONFIGS))})")
-    return full
-
-
-def check_image_size(image_size: int) -> None:
-    """SAM 2 needs a square input whose stride-32 feature map exists: a multiple of 32, at least 128."""
-    if image_size < 128 or image_size % 32:
-        raise InputError(f"image_size: {image_size} must be a multiple of 32 and >= 128 (e.g. 256, 384, 512, 1024)")
 
 
 def model_omegaconf(model: str, image_size: int, postprocessing: bool = False):
@@ -80,17 +41,18 @@ def model_omegaconf(model: str, image_size: int, postprocessing: bool = False):
     return cfg
 
 
-def build_sam2_model(config: SAM2ModelConfig) -> torch.nn.Module:
-    """Instantiate `SAM2Base` (eval mode) with random weights from `config.seed`, then the checkpoint if given."""
+def build_sam2_model(config: ModelConfig, device: str = "cpu") -> torch.nn.Module:
+    """Instantiate `SAM2Base` (eval mode) with random weights from `config.random_weights_seed`, then the checkpoint
+    if given. `postprocessing=False` matches `SAM2VideoPredictor` built with `apply_postprocessing=False`."""
     from hydra.utils import instantiate
 
-    cfg = model_omegaconf(config.model, config.image_size, config.postprocessing)
+    cfg = model_omegaconf(config.name, config.image_size, config.postprocessing)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.random_weights_seed)
         model = instantiate(cfg.model, _recursive_=True)
     if config.checkpoint is not None:
-        load_checkpoint(model, config.checkpoint, canonical_model_name(config.model))
-    return model.to(config.device).eval()
+        load_checkpoint(model, config.checkpoint, canonical_model_name(config.name))
+    return model.to(device).eval()
 
 
 def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike, model_name: str) -> None:

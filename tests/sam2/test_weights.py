@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from surgseg.app.cli import main
-from surgseg.engines.weights import CHECKPOINTS, ChecksumError, DownloadError, download, verify
+from surgseg.engines.sam2.weights import CHECKPOINTS, ChecksumError, DownloadError, download, verify
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 GOOD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -18,7 +18,7 @@ import numpy as np
 
 from surgseg.engines.errors import InputError
 from surgseg.engines.letterbox import LetterboxGeometry
-from surgseg.engines.prompts import ClassPrompts, Prompt
+from surgseg.engines.sam2.prompts import ClassPrompts, Prompt
 
 CLICK_COLUMNS = ("frame", "class", "x", "y", "label")
 CLICK_BOX_MARGIN = 0.08

@@ -15,13 +15,16 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from surgseg.engines.array_backend import array_kind, as_torch, to_numpy
 from surgseg.engines.device import resolve_device
 from surgseg.engines.errors import InputError
-from surgseg.engines.refiner_artifact import INPUT_NAMES, OUTPUT_NAME, RefinerArtifact
-from surgseg.engines.trt_engine import PRECISIONS, BuildConfig, build_engine, engine_path, timing_cache_path
+from surgseg.engines.refiner.artifact import INPUT_NAMES, OUTPUT_NAME, RefinerArtifact
+from surgseg.engines.refiner.trt_engine import PRECISIONS, BuildConfig, build_engine, engine_path, timing_cache_path
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -168,19 +171,24 @@ class _OnnxRuntimeBackend:
 
 
 class _TorchBackend:
-    """The exported program (`refiner.pt2`): fp32 on CPU; fp16 and CUDA-graph replay on a GPU."""
+    """The exported program (`refiner.pt2`), BatchNorm folded into the convolutions: fp32 on CPU; fp16,
+    channels_last and CUDA-graph replay on a GPU."""
 
     def __init__(self, artifact: RefinerArtifact, config: RuntimeConfig) -> None:
         import torch
 
         self.device = resolve_device(config.device)
         self.dtype = torch.float16 if self.device == "cuda" and config.fp16 else torch.float32
+        self.memory_format = torch.channels_last if self.device == "cuda" else torch.contiguous_format
         program = torch.export.load(str(artifact.file("torch")))
         if self.device != "cpu":
             from torch.export.passes import move_to_device_pass
 
             program = move_to_device_pass(program, self.device)
-        self.module = program.module().to(self.dtype)
+        module = program.module()
+        folded = fold_batchnorm(module)
+        log.info("refiner torch backend: %d BatchNorm folded, %s, %s", folded, self.dtype, self.memory_format)
+        self.module = module.to(self.dtype).to(memory_format=self.memory_format)
         self.graph = None
         if self.device == "cuda" and config.cuda_graph:
             self._capture(artifact)
@@ -190,7 +198,10 @@ class _TorchBackend:
         import torch
 
         shapes = (artifact.image_shape(), artifact.prior_shape())
-        self.static_inputs = [torch.zeros(shape, device="cuda", dtype=self.dtype) for shape in shapes]
+        self.static_inputs = [
+            torch.zeros(shape, device="cuda", dtype=self.dtype).to(memory_format=self.memory_format)
+            for shape in shapes
+        ]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), torch.inference_mode():
@@ -206,12 +217,59 @@ class _TorchBackend:
 
         with torch.inference_mode():
             if self.graph is None:
-                inputs = [t.to(self.device, self.dtype) for t in (image, prior)]
-                return self.module(*inputs).float()
-            for static, tensor in zip(self.static_inputs, (image, prior)):
-                static.copy_(tensor, non_blocking=True)
-            self.graph.replay()
-            return self.static_output.float() if self.dtype != torch.float32 else self.static_output.clone()
+                inputs = [t.to(self.device, self.dtype, memory_format=self.memory_format) for t in (image, prior)]
+                output = self.module(*inputs)
+            else:
+                for static, tensor in zip(self.static_inputs, (image, prior)):
+                    static.copy_(tensor, non_blocking=True)
+                self.graph.replay()
+                output = self.static_output
+            # Always a new contiguous float32 tensor: the graph's output buffer is overwritten by the next replay.
+            return output.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+
+
+def fold_batchnorm(module: torch.fx.GraphModule) -> int:
+    """Fold every inference BatchNorm that directly follows a conv2d (its only user) into that conv's weight and
+    bias, in place (`torch.nn.utils.fusion.fuse_conv_bn_weights`); returns how many were folded."""
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    aten = torch.ops.aten
+    graph = module.graph
+    folded = 0
+    for bn in list(graph.nodes):
+        if bn.op != "call_function" or bn.target != aten.batch_norm.default:
+            continue
+        conv, bn_weight, bn_bias, mean, var, training, _momentum, eps = bn.args[:8]
+        if training or getattr(conv, "target", None) != aten.conv2d.default or len(conv.users) != 1:
+            continue
+        params = (bn_weight, bn_bias, mean, var)
+        conv_args = list(conv.args) + [None] * max(0, 3 - len(conv.args))
+        if not all(p is None or p.op == "get_attr" for p in (*params, conv_args[1], conv_args[2])):
+            continue
+        weight, bias = fuse_conv_bn_weights(
+            _attr(module, conv_args[1]), _attr(module, conv_args[2]), *(_attr(module, p) for p in params[2:]), eps,
+            *(_attr(module, p) for p in params[:2]),
+        )
+        names = [f"_bn_folded_{folded}_{kind}" for kind in ("weight", "bias")]
+        for name, value in zip(names, (weight, bias)):
+            module.register_parameter(name, torch.nn.Parameter(value.detach(), requires_grad=False))
+        with graph.inserting_before(conv):
+            conv_args[1], conv_args[2] = (graph.get_attr(name) for name in names)
+        conv.args = tuple(conv_args)
+        bn.replace_all_uses_with(conv)
+        graph.erase_node(bn)
+        folded += 1
+    if folded:
+        graph.eliminate_dead_code()
+        module.delete_all_unused_submodules()
+        module.recompile()
+    return folded
+
+
+def _attr(module: Any, node: Any) -> Any:
+    """The tensor a get_attr node names (None stays None)."""
+    return None if node is None else functools.reduce(getattr, node.target.split("."), module)
 
 
 class _TensorRTBackend:

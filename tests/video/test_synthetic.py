@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from surgseg.engines.errors import InputError
-from surgseg.engines.synthetic import SyntheticClip, SyntheticClipConfig, synthetic_clip
+from surgseg.engines.video.synthetic import SyntheticClip, SyntheticClipConfig, synthetic_clip
 
 QUIET = dict(smoke=(), occlusion=(), glare=(), fast_motion=())
 

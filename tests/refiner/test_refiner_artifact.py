@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from surgseg.engines.errors import InputError
-from surgseg.engines.refiner_artifact import RefinerArtifact, check_compatible, sha256_file
+from surgseg.engines.refiner.artifact import RefinerArtifact, check_compatible, sha256_file
 
 VALID = {
     "schema_version": 1,

@@ -1,4 +1,4 @@
-"""engines/video_io.py: strict decoding of good and bad files; an MP4 writer that survives crashes and full disks."""
+"""engines/video/io.py: strict decoding of good and bad files; an MP4 writer that survives crashes and full disks."""
 
 from __future__ import annotations
 
@@ -13,43 +13,9 @@ import numpy as np
 import pytest
 
 from surgseg.engines.errors import InputError
-from surgseg.engines.video_io import VideoReader, VideoWriter, probe
+from surgseg.engines.video.io import VideoReader, VideoWriter, probe
 
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
-
-
-def pattern(index: int, size: tuple[int, int] = (48, 64)) -> np.ndarray:
-    """A frame whose content changes with `index` (a moving bar over a grey level)."""
-    frame = np.full((*size, 3), (index * 7) % 200, np.uint8)
-    frame[:, (index * 3) % size[1]] = 255
-    return frame
-
-
-def write_clip(path: Path, frames: int, size: tuple[int, int] = (48, 64), fps: float = 30.0) -> Path:
-    with VideoWriter(path, fps=fps) as writer:
-        for i in range(frames):
-            writer.write(pattern(i, size))
-    return path
-
-
-def write_with_pyav(path: Path, frames: list[np.ndarray], codec: str, pix_fmt: str, in_format: str,
-                    container_format: str | None = None, options: dict[str, str] | None = None) -> Path:
-    """A file written directly with PyAV (codecs and pixel formats our writer never produces)."""
-    with av.open(str(path), "w", format=container_format, options=options or {}) as container:
-        stream = container.add_stream(codec, rate=10)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = pix_fmt
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format=in_format)):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return path
-
-
-def decoded_count(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
+from video_clips import VIDEOS, decoded_count, faststart_clip, pattern, write_clip, write_with_pyav
 
 
 def test_writer_output_decodes_with_every_frame_and_the_rate(tmp_path: Path) -> None:
@@ -126,13 +92,6 @@ def test_picture_file_is_refused_as_not_a_video(tmp_path: Path) -> None:
         VideoReader(tmp_path / "frame.png")
 
 
-def faststart_clip(path: Path, frames: int = 60) -> Path:
-    """A non-fragmented MP4 with its index first, like most camera files (truncation keeps it openable)."""
-    rng = np.random.default_rng(0)
-    pictures = [rng.integers(0, 255, (64, 96, 3), dtype=np.uint8) for _ in range(frames)]
-    return write_with_pyav(path, pictures, "libx264", "yuv420p", "rgb24", "mp4", {"movflags": "+faststart"})
-
-
 def test_truncated_video_is_refused_naming_file_and_frame(tmp_path: Path) -> None:
     data = faststart_clip(tmp_path / "full.mp4").read_bytes()
     cut = tmp_path / "cut.mp4"
@@ -173,7 +132,7 @@ def test_writer_size_change_is_refused(tmp_path: Path) -> None:
 
 
 def run_writer_script(body: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    script = "import numpy as np\nfrom surgseg.engines.video_io import VideoWriter\n" + textwrap.dedent(body)
+    script = "import numpy as np\nfrom surgseg.engines.video.io import VideoWriter\n" + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
@@ -230,7 +189,7 @@ def test_real_1280x720_videos_decode_every_frame() -> None:
 def test_binary_mask_with_a_third_class_value_is_refused_not_thresholded(tmp_path):
     from PIL import Image
 
-    from surgseg.engines.image_folder import read_mask
+    from surgseg.engines.video.image_folder import read_mask
 
     mask = np.zeros((8, 8), np.uint8)
     mask[2:4, 2:4], mask[5:7, 5:7] = 1, 2

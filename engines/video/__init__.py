@@ -1,0 +1,1 @@
+"""Frames in: video files, image folders and the synthetic endoscopy generator."""
