@@ -58,11 +58,15 @@ def run_command(args: argparse.Namespace) -> int:
     from surgseg.operators.base import OperatorFailure
 
     try:
-        run_graph(spec, frame_limit=args.frames, handle_signals=True)
+        app = run_graph(spec, frame_limit=args.frames, handle_signals=True)
     except OperatorFailure as exc:
         log.error("%s", exc)
         return 1
-    return 0
+    survived = [f"operator '{name}': {error}" for name, op in app.ops.items()
+                for error in getattr(op, "survived_errors", [])]
+    for line in survived:
+        log.error("%s", line)
+    return 1 if survived else 0
 
 
 def check_command(args: argparse.Namespace) -> int:

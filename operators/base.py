@@ -3,6 +3,8 @@
 Messages between our operators are plain dicts passed by reference (zero-copy on CPU and GPU alike):
 named arrays (`frame`, `image`, `prior`, `logits`, `mask`, `overlay`, ...) plus `meta`, a dict with
 `frame_index`, `timestamp_ns` (capture time), optional `letterbox` geometry and `timings_ms` per operator.
+Each operator receives its own shallow copy of the message and its `meta` (copy on receive), so an operator may
+write `meta` in place without racing a sibling branch of a fan-out under the multi-thread schedulers.
 """
 
 from __future__ import annotations
@@ -16,10 +18,6 @@ from surgseg.operators import holoscan_loader  # noqa: F401  (preloads libcudart
 from holoscan.core import ConditionType, IOSpec, Operator
 
 Message = dict[str, Any]
-
-
-class ExistingPath:
-    """Marker for `Annotated[str, ExistingPath]` config fields: the graph check refuses a path that does not exist."""
 
 
 @dataclass
@@ -59,6 +57,8 @@ class SurgsegOperator(Operator):
         self.device = device
         self.connected_inputs = frozenset(self.inputs) if connected_inputs is None else connected_inputs
         self.connected_outputs = frozenset(self.outputs) if connected_outputs is None else connected_outputs
+        self.survived_errors: list[str] = []
+        """Failures the operator lived through so the graph could go on (the run still exits 1)."""
         super().__init__(fragment, *args, name=name, **kwargs)
 
     def setup(self, spec: Any) -> None:
@@ -75,7 +75,8 @@ class SurgsegOperator(Operator):
                 output.condition(ConditionType.NONE)
 
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
-        received = {port: op_input.receive(port) if port in self.connected_inputs else None for port in self.inputs}
+        received = {port: own_copy(op_input.receive(port)) if port in self.connected_inputs else None
+                    for port in self.inputs}
         started = time.perf_counter_ns()
         try:
             produced = self.process(received)
@@ -94,6 +95,17 @@ class SurgsegOperator(Operator):
     def process(self, inputs: dict[str, Message | None]) -> dict[str, Message] | None:
         """Turn this frame's input messages into output messages keyed by port name."""
         raise NotImplementedError
+
+
+def own_copy(message: Any) -> Any:
+    """The message with its own `meta` (and `timings_ms`): writes into it never reach a sibling branch of a fan-out,
+    whichever thread runs it. Shallow: the arrays stay shared (zero-copy)."""
+    if not isinstance(message, dict) or not isinstance(message.get("meta"), dict):
+        return message
+    meta = dict(message["meta"])
+    if isinstance(meta.get("timings_ms"), dict):
+        meta["timings_ms"] = dict(meta["timings_ms"])
+    return {**message, "meta": meta}
 
 
 def first_present(message: Message, keys: list[str], operator: str) -> tuple[str, Any]:

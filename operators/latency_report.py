@@ -48,6 +48,7 @@ class LatencyReport(SurgsegOperator):
         self.dropped = 0
         self.end_to_end_ms: list[float] = []
         self.per_operator_ms: dict[str, list[float]] = {}
+        self.prior_age: dict[str, list[float]] = {"frames": [], "ms": []}
         self._first_ns: int | None = None
         self._last_ns: int | None = None
 
@@ -63,6 +64,9 @@ class LatencyReport(SurgsegOperator):
         self.end_to_end_ms.append((now - meta["captured_ns"]) / 1e6)
         for name, ms in meta.get("timings_ms", {}).items():
             self.per_operator_ms.setdefault(name, []).append(float(ms))
+        for unit, value in meta.get("prior_age", {}).items():  # asynchronous SAM 2: how old the prior was
+            if value is not None:
+                self.prior_age[unit].append(float(value))
 
     def report(self) -> dict[str, Any]:
         elapsed_s = (self._last_ns - self._first_ns) / 1e9 if self.processed > 1 else 0.0
@@ -75,6 +79,8 @@ class LatencyReport(SurgsegOperator):
             "end_to_end_ms": latency_stats(self.end_to_end_ms),
             "end_to_end_samples_ms": [round(value, 3) for value in self.end_to_end_ms],
             "per_operator_ms": {name: latency_stats(values) for name, values in self.per_operator_ms.items()},
+            "prior_age_frames": latency_stats(self.prior_age["frames"]),
+            "prior_age_ms": latency_stats(self.prior_age["ms"]),
         }
 
     def stop(self) -> None:

@@ -1,4 +1,5 @@
-"""`Overlay`: the frame with class colours, contours and a HUD (fps, end-to-end latency, confidence) → `overlay`."""
+"""`Overlay`: the frame with class colours, contours and a HUD (fps, end-to-end latency, confidence, and the SAM 2
+prior's age when SAM 2 runs asynchronously) → `overlay`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ class OverlayOpConfig:
     opacity: float = 0.45
     contours: bool = True
     hud: bool = True
+
+
+def prior_age_line(age: dict) -> str:
+    """HUD line for an asynchronous prior: frames and ms since the frame SAM 2 made it on."""
+    if age.get("frames") is None:
+        return "prior: none yet"
+    ms = age.get("ms")
+    return f"prior age {age['frames']} fr" + ("" if ms is None else f" / {ms:.0f} ms")
 
 
 class Overlay(SurgsegOperator):
@@ -37,5 +46,7 @@ class Overlay(SurgsegOperator):
             lines.append(f"latency {latency_ms:6.1f} ms")
         if "confidence" in meta:
             lines.append(f"confidence {meta['confidence']:.2f}")
+        if "prior_age" in meta:
+            lines.append(prior_age_line(meta["prior_age"]))
         image = draw_overlay(message["frame"], message["mask"], self.style, lines if self.style.hud else None)
         return {"overlay": {**message, "overlay": image}}

@@ -96,6 +96,8 @@ def seeding_record(meta: dict[str, Any]) -> dict[str, Any]:
     if sam2 is not None:
         record["tracked"] = sorted(int(c) for c in sam2.get("memory", {}))
         record.update({key: sam2[key] for key in ("seeded", "reseeded", "released") if sam2.get(key)})
+    if meta.get("prior_age") is not None:
+        record["prior_age"] = meta["prior_age"]
     if meta.get("timings_ms"):
         record["timings_ms"] = {name: round(ms, 3) for name, ms in meta["timings_ms"].items()}
     return record

@@ -22,7 +22,8 @@ from surgseg.engines.errors import InputError
 from surgseg.engines.letterbox import LetterboxGeometry
 from surgseg.engines.preprocess import mask_to_model
 from surgseg.engines.sam2.config import SAM2Config
-from surgseg.engines.sam2.tracker import PriorTracker, SeedRequest
+from surgseg.engines.sam2.async_prior import AsyncTracker
+from surgseg.engines.sam2.tracker import PriorTracker, SeedRequest, TrackerEvents
 from surgseg.engines.sam2.seeding import box_prompts, click_prompts, pointer_prompts, read_clicks, read_mask
 from surgseg.operators.base import Message, SurgsegOperator
 
@@ -67,8 +68,25 @@ class SAM2Prior(SurgsegOperator):
             log.warning("%s: SAM 2 runs with RANDOM weights (no checkpoint): its priors carry no information; %s",
                         self.name, CHECKPOINT_HELP)
         self.tracker = PriorTracker(StreamingSAM2(c, self.device))
+        self.async_tracker = self._async_tracker() if c.runtime.mode == "async" else None
         self.clicks = read_clicks(c.seed.clicks, c.num_classes) if c.seed.clicks else {}
         self.seed_mask = read_mask(c.seed.mask, c.num_classes) if c.seed.mask else None
+
+    def _async_tracker(self) -> AsyncTracker:
+        warper = None
+        if self.config.runtime.warp == "flow":
+            from surgseg.engines.motion import PriorWarper
+
+            warper = PriorWarper()
+        return AsyncTracker(self.tracker, warper, name=self.name)
+
+    def stop(self) -> None:
+        if self.async_tracker is not None:
+            self.async_tracker.close()
+            log.info("%s: SAM 2 processed %d frames, skipped %d (asynchronous)", self.name,
+                     self.async_tracker.processed, self.async_tracker.skipped)
+            if self.async_tracker.error:
+                self.survived_errors.append(self.async_tracker.error)
 
     def _check_seed(self, seed: SeedConfig) -> None:
         given = [name for name, on in (("box", seed.box is not None), ("mask", seed.mask), ("clicks", seed.clicks),
@@ -89,19 +107,31 @@ class SAM2Prior(SurgsegOperator):
         size = (geometry.target_h, geometry.target_w)
         feedback = inputs.get("feedback")
         feedback_mask = None if feedback is None else to_numpy(mask_to_model(feedback["mask"], size))
-        request = self._seed_request(message, geometry, inputs.get("clicks"))
-        prior, events = self.tracker.frame(message["image"], feedback_mask, request)
+        index = meta.get("frame_index", self.tracker.frame_index + 1)
+        request = self._seed_request(message, index, geometry, inputs.get("clicks"))
+        if self.async_tracker is None:
+            prior, events = self.tracker.frame(message["image"], feedback_mask, request)
+            self._report(meta, events, self.tracker.engine.memory_state())
+            return {"prior": {**message, "prior": prior}}
+        fed = None if feedback_mask is None else (feedback["meta"].get("frame_index", index - 1), feedback_mask)
+        prior, age, published = self.async_tracker.frame(index, meta.get("captured_ns"), message["image"], fed, request)
+        meta["prior_age"] = {"frames": age.frames, "ms": age.ms}
+        if published is not None:
+            self._report(meta, published.events, published.memory)
+        return {"prior": {**message, "prior": prior}}
+
+    def _report(self, meta: dict[str, Any], events: TrackerEvents, memory: dict[int, dict[str, list]]) -> None:
+        """Log seeding events and put SAM 2's state for this frame in `meta['sam2']` (QA reads it)."""
         if events.seeded or events.reseeded or events.released:
             log.info("%s: frame %d: seeded %s, re-seeded %s, released %s", self.name, meta.get("frame_index", -1),
                      events.seeded, events.reseeded, events.released)
         meta["sam2"] = {"absent": list(events.absent), "object_scores": list(events.object_scores),
                         "seeded": events.seeded, "reseeded": events.reseeded, "released": events.released,
-                        "memory": self.tracker.engine.memory_state()}
-        return {"prior": {**message, "prior": prior}}
+                        "memory": memory}
 
-    def _seed_request(self, message: Message, geometry: LetterboxGeometry,
+    def _seed_request(self, message: Message, t: int, geometry: LetterboxGeometry,
                       pointer: Message | None) -> SeedRequest | None:
-        c, t = self.config, self.tracker.frame_index + 1
+        c = self.config
         if t in self.clicks:
             return SeedRequest(prompts=click_prompts(self.clicks[t], c.num_classes, geometry))
         if pointer is not None and (pointer["clicks"] or pointer["boxes"]):
@@ -110,12 +140,13 @@ class SAM2Prior(SurgsegOperator):
         if self.tracker.seeded:
             return None
         if c.seed.box is not None:
-            return SeedRequest(prompts=box_prompts(c.seed.box, c.seed.points, c.seed.class_id, c.num_classes, geometry))
+            prompts = box_prompts(c.seed.box, c.seed.points, c.seed.class_id, c.num_classes, geometry)
+            return SeedRequest(prompts=prompts, initial=True)
         if self.seed_mask is not None:
-            return SeedRequest(mask=self._model_mask(self.seed_mask, geometry, f"seed.mask {c.seed.mask}"))
+            return SeedRequest(mask=self._model_mask(self.seed_mask, geometry, f"seed.mask {c.seed.mask}"), initial=True)
         gt = message.get("gt_mask") if c.seed.from_gt else None
         if gt is not None and np.any(to_numpy(gt)):
-            return SeedRequest(mask=self._model_mask(to_numpy(gt), geometry, "gt_mask"))
+            return SeedRequest(mask=self._model_mask(to_numpy(gt), geometry, "gt_mask"), initial=True)
         return None
 
     def _model_mask(self, mask: np.ndarray, geometry: LetterboxGeometry, what: str) -> np.ndarray:

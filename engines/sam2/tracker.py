@@ -40,6 +40,8 @@ class SeedRequest:
 
     prompts: ClassPrompts | None = None
     mask: np.ndarray | None = None
+    initial: bool = False
+    """The first frame's seed (not a correction): dropped by an asynchronous tracker that is already seeded."""
 
 
 @dataclass
@@ -92,7 +94,7 @@ class PriorTracker:
             self._continue(square, feedback, request, events)
         self._previous_input = square
         if self._last is None:
-            return self._empty(size, image), events
+            return self.empty_prior(size, image), events
         events.absent = self._last.absent
         events.object_scores = tuple(float(s) for s in self._last.object_scores.tolist())
         return self._prior(self._last, size, image), events
@@ -202,7 +204,8 @@ class PriorTracker:
         prior = F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)
         return _like(prior.float().contiguous(), like)
 
-    def _empty(self, size: tuple[int, int], like: Any) -> Any:
+    def empty_prior(self, size: tuple[int, int], like: Any) -> Any:
+        """The prior of a frame with nothing tracked: ABSENT_PRIOR everywhere, numpy or torch like `like`."""
         prior = torch.full((1, self.num_classes - 1, *size), ABSENT_PRIOR)
         return _like(prior, like)
 

@@ -1,0 +1,64 @@
+"""The replay graph with SAM 2 asynchronous (`runtime.mode: async`): every frame goes through with the newest prior,
+its age is reported, and a SAM 2 failure mid-run leaves the fast path running and the exit code at 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from graph_helpers import write_graph
+from test_export import export_tiny_refiner
+
+from surgseg.app.graph_spec import read_yaml
+from surgseg.graphs import graph_path
+
+FRAMES = 24
+MODEL_SIZE = (128, 160)
+
+
+@pytest.fixture(scope="module")
+def refiner(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("refiner")
+    return export_tiny_refiner(folder, num_classes=2, size=MODEL_SIZE).folder / "refiner.onnx"
+
+
+def async_graph(folder: Path, refiner: Path, warp: str = "flow") -> Path:
+    raw = read_yaml(graph_path("replay_fast"))
+    raw["device"] = "cpu"
+    raw["operators"]["source"] = {"type": "SyntheticSource", "frames": FRAMES, "size": [160, 128], "seed": 4,
+                                  "presence": [[0, FRAMES]], "realtime": True, "fps": 30}
+    prior = raw["operators"]["prior"]
+    prior["model"]["image_size"] = 128
+    prior["runtime"] = {"mode": "async", "warp": warp}
+    raw["operators"]["refiner"]["artifact"] = str(refiner)
+    raw["operators"]["metrics"]["path"] = str(folder / "metrics.json")
+    raw["operators"]["latency"]["path"] = str(folder / "latency.json")
+    return write_graph(folder, raw)
+
+
+def test_every_frame_goes_through_with_the_age_of_its_prior(tmp_path, refiner) -> None:
+    from surgseg.app.cli import main
+
+    assert main(["run", str(async_graph(tmp_path, refiner))]) == 0
+    latency = json.loads((tmp_path / "latency.json").read_text())
+    assert latency["frames_processed"] == FRAMES and latency["frames_dropped"] == 0
+    ages = latency["prior_age_frames"]
+    assert ages and 0 <= ages["p50"] <= FRAMES - 1
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["frames_scored"] == FRAMES
+
+
+def test_a_sam2_failure_mid_run_keeps_the_fast_path_and_exits_1(tmp_path, refiner, monkeypatch, caplog) -> None:
+    from surgseg.app.cli import main
+    from surgseg.engines.sam2.stream import StreamingSAM2
+
+    def failing_seed(self, frame, prompts):
+        raise RuntimeError("simulated CUDA error")
+
+    monkeypatch.setattr(StreamingSAM2, "seed", failing_seed)
+    assert main(["run", str(async_graph(tmp_path, refiner, warp="none"))]) == 1
+    latency = json.loads((tmp_path / "latency.json").read_text())
+    assert latency["frames_processed"] == FRAMES
+    failures = [r.getMessage() for r in caplog.records if "simulated CUDA error" in r.getMessage()]
+    assert failures and all("SAM 2 failed on frame" in line for line in failures)
