@@ -62,3 +62,18 @@ def test_a_sam2_failure_mid_run_keeps_the_fast_path_and_exits_1(tmp_path, refine
     assert latency["frames_processed"] == FRAMES
     failures = [r.getMessage() for r in caplog.records if "simulated CUDA error" in r.getMessage()]
     assert failures and all("SAM 2 failed on frame" in line for line in failures)
+
+
+def test_the_hud_line_says_how_old_the_prior_is() -> None:
+    from surgseg.operators.overlay import prior_age_line
+
+    assert prior_age_line({"frames": 4, "ms": 133.4}) == "prior age 4 fr / 133 ms"
+    assert prior_age_line({"frames": 2, "ms": None}) == "prior age 2 fr"
+    assert prior_age_line({"frames": None, "ms": None}) == "prior: none yet"
+
+
+def test_qa_records_carry_the_prior_age() -> None:
+    from surgseg.operators.qa_monitor import seeding_record
+
+    assert seeding_record({"prior_age": {"frames": 3, "ms": 99.0}})["prior_age"] == {"frames": 3, "ms": 99.0}
+    assert "prior_age" not in seeding_record({})
