@@ -256,9 +256,10 @@ def sam2_timings(env: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def replay_graph(env: dict[str, Any], artifact, frames: int, budget_s: float) -> Row:
-    """`surgseg run graphs/replay_fast.yaml` on a synthetic 1280×720 clip; p50/p95/p99 from its latency JSON."""
-    name = "replay graph end-to-end 1280x720"
+def replay_graph(env: dict[str, Any], artifact, frames: int, budget_s: float, mode: str = "sync") -> Row:
+    """`surgseg run graphs/replay_fast.yaml` on a synthetic 1280×720 clip with SAM 2 `sync` or `async` (+ flow);
+    p50/p95/p99 from its latency JSON."""
+    name = f"replay graph end-to-end 1280x720, SAM 2 {mode}"
     if not REPLAY_GRAPH.is_file():
         return Row(name, "skipped", f"{REPLAY_GRAPH.relative_to(REPO)} does not exist yet")
     if env["holoscan"] is None:
@@ -269,6 +270,7 @@ def replay_graph(env: dict[str, Any], artifact, frames: int, budget_s: float) ->
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         overrides = graph_overrides(artifact, folder, env["cuda"], frames)
+        overrides["operators.prior.runtime"] = "{mode: async, warp: flow}" if mode == "async" else "{mode: sync}"
         command = [sys.executable, "-m", "surgseg.app.cli", "run", str(REPLAY_GRAPH), "--frames", str(frames)]
         command += [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]
         try:
@@ -279,11 +281,17 @@ def replay_graph(env: dict[str, Any], artifact, frames: int, budget_s: float) ->
         if done.returncode != 0 or not latency.is_file():
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             return Row(name, "FAIL", f"exit {done.returncode}: {last[0][:160]}", "", {"command": command})
-        percentiles = find_percentiles(json.loads(latency.read_text()))
+        latency_text = latency.read_text()
+        percentiles = find_percentiles(json.loads(latency_text))
     if not percentiles:
         return Row(name, "FAIL", "latency JSON has no p50/p95/p99", "", {"command": command})
     text = " / ".join(f"{percentiles[k]:.1f}" for k in ("p50", "p95", "p99")) + " ms (p50/p95/p99)"
-    return Row(name, "ok", f"{text}, {frames} frames", "", {**percentiles, "frames": frames, "overrides": overrides})
+    report = json.loads(latency_text)
+    fps, age = report.get("throughput_fps"), report.get("prior_age_frames", {}).get("p50")
+    text += f", {fps} fps" + (f", prior age p50 {age:.0f} frames" if age is not None else "")
+    return Row(name, "ok", f"{text}, {frames} frames", "",
+               {**percentiles, "frames": frames, "overrides": overrides, "throughput_fps": fps,
+                "per_operator_ms": report.get("per_operator_ms"), "prior_age_frames": report.get("prior_age_frames")})
 
 
 def graph_overrides(artifact, folder: Path, cuda: bool, frames: int) -> dict[str, str]:
@@ -380,8 +388,10 @@ def main() -> int:
             rows.append(Row("TensorRT gate, refiner timing, replay graph", "skipped", "the refiner export failed"))
         rows += guarded("SAM 2 timing", lambda: sam2_timings(env))
         if exported:
-            remaining = TOTAL_BUDGET_S - (time.perf_counter() - started) - 20
-            rows += guarded("replay graph", lambda: replay_graph(env, exported[0], args.graph_frames, remaining))
+            for mode in ("sync", "async"):
+                remaining = (TOTAL_BUDGET_S - (time.perf_counter() - started) - 20) / (2 if mode == "sync" else 1)
+                rows += guarded(f"replay graph {mode}",
+                                lambda: replay_graph(env, exported[0], args.graph_frames, remaining, mode))
     total_s = time.perf_counter() - started
     print_table(rows, env, f"{note}; {total_s:.0f} s in all")
     path = write_result("gpu_check", {"environment": env, "import_note": note, "total_s": total_s,
