@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from sam2_double import FakeStreamingSAM2
 from test_export import export_tiny_refiner
 
 import surgseg.operators  # noqa: F401  (preloads libcudart before holoscan)
@@ -18,7 +19,6 @@ from surgseg.engines.preprocess import IMAGENET_MEAN, IMAGENET_STD, mask_prior, 
 from surgseg.engines.sam2.config import MemoryConfig, ModelConfig, SAM2Config, SeedingConfig
 from surgseg.engines.sam2.tracker import PriorTracker, SeedRequest
 from surgseg.engines.sam2.prompts import prompts_from_mask
-from surgseg.engines.sam2.stream import StreamOutput
 from surgseg.operators.overlay import Overlay
 from surgseg.operators.preproc import Preproc, PreprocConfig
 from surgseg.operators.refiner import Refiner, RefinerOpConfig
@@ -190,48 +190,7 @@ def test_sam2_prior_refuses_a_seed_mask_of_another_size(tmp_path):
         op.process({"image": preprocessed(0), "feedback": None})
 
 
-# ---------------------------------------------------------------------------------- seeding policy (fake engine)
-class FakeEngine:
-    """Stands in for StreamingSAM2: records calls, reports the object present unless `absent` is set."""
-
-    image_size = 32
-    device = torch.device("cpu")
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.absent = False
-        self.classes: set[int] = set()
-
-    def _out(self) -> StreamOutput:
-        return StreamOutput(0, torch.full((1, 8, 8), 50.0), torch.tensor([1.0]), (self.absent,))
-
-    def seed(self, image, prompts):
-        self.calls.append("seed")
-        self.classes = set(prompts.classes)
-        return self._out()
-
-    def step(self, image):
-        self.calls.append("step")
-        return self._out()
-
-    def condition_on_mask(self, mask, include_empty=False):
-        self.calls.append("condition")
-        self.classes |= {int(c) for c in np.unique(mask) if c}
-        self.absent = False
-        return self._out()
-
-    def reprompt(self, prompts):
-        self.calls.append("reprompt")
-        return self._out()
-
-    def forget(self, class_id):
-        self.calls.append("forget")
-        self.classes.discard(class_id)
-
-    def memory_state(self):
-        return {c: {} for c in self.classes}
-
-
+# ------------------------------------------------------------------------------- seeding policy (SAM 2 double)
 IMAGE = np.zeros((1, 3, 16, 16), np.float32)
 PRESENT = np.pad(np.ones((8, 8), np.uint8), 4)
 
@@ -241,13 +200,13 @@ def run(tracker: PriorTracker, feedbacks: list) -> list:
 
 
 def test_explicit_seed_gives_clipped_prior_at_model_size():
-    tracker = PriorTracker(FakeEngine(), SAM2Config(seeding=SeedingConfig(prior_clip=12.0)))
+    tracker = PriorTracker(FakeStreamingSAM2(), SAM2Config(seeding=SeedingConfig(prior_clip=12.0)))
     prior, events = tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
     assert events.seeded == [1] and prior.shape == (1, 1, 16, 16) and prior.max() == 12.0
 
 
 def test_no_seed_while_the_class_is_absent():
-    engine = FakeEngine()
+    engine = FakeStreamingSAM2()
     tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(min_area=16, frames=3)))
     empty = np.zeros((16, 16), np.uint8)
     events = run(tracker, [None] + [empty] * 6)
@@ -255,18 +214,18 @@ def test_no_seed_while_the_class_is_absent():
 
 
 def test_auto_seed_after_the_class_is_present_for_n_frames():
-    engine = FakeEngine()
+    engine = FakeStreamingSAM2()
     tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(min_area=16, frames=3)))
     events = run(tracker, [None, PRESENT, PRESENT, PRESENT, PRESENT])
     assert [e.frame_index for e in events if e.seeded] == [3]
-    assert engine.calls[:3] == ["seed", "condition", "step"]
+    assert engine.calls[:3] == ["seed", "condition_on_mask", "step"]
 
 
 def test_lost_class_is_reseeded_when_it_comes_back():
-    engine = FakeEngine()
+    engine = FakeStreamingSAM2()
     tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(condition_every=0, min_area=16, frames=2)))
     tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
-    engine.absent = True
+    engine.absent = {1}
     empty = np.zeros((16, 16), np.uint8)
     lost = run(tracker, [empty, empty])
     assert all(e.absent == (True,) for e in lost)
@@ -275,7 +234,7 @@ def test_lost_class_is_reseeded_when_it_comes_back():
 
 
 def test_class_missing_from_the_refined_mask_is_released_after_n_frames():
-    engine = FakeEngine()
+    engine = FakeStreamingSAM2()
     tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(min_area=16, release_after=3)))
     tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
     empty = np.zeros((16, 16), np.uint8)
@@ -287,7 +246,7 @@ def test_class_missing_from_the_refined_mask_is_released_after_n_frames():
 
 
 def test_released_class_is_seeded_again_when_it_returns():
-    engine = FakeEngine()
+    engine = FakeStreamingSAM2()
     tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(min_area=16, frames=2, release_after=2)))
     tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
     empty = np.zeros((16, 16), np.uint8)
@@ -297,7 +256,7 @@ def test_released_class_is_seeded_again_when_it_returns():
 
 
 def test_release_after_zero_leaves_absence_to_sam2():
-    engine = FakeEngine()
+    engine = FakeStreamingSAM2()
     tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(min_area=16, release_after=0)))
     tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
     events = run(tracker, [np.zeros((16, 16), np.uint8)] * 30)
@@ -305,16 +264,16 @@ def test_release_after_zero_leaves_absence_to_sam2():
 
 
 def test_absent_class_gives_the_empty_prior():
-    engine = FakeEngine()
+    engine = FakeStreamingSAM2()
     tracker = PriorTracker(engine, SAM2Config())
     tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
-    engine.absent = True
+    engine.absent = {1}
     prior, _ = tracker.frame(IMAGE, None)
     assert np.all(prior == 0.0)
 
 
 def test_refined_mask_conditions_every_k_frames():
-    engine = FakeEngine()
+    engine = FakeStreamingSAM2()
     tracker = PriorTracker(engine, SAM2Config(seeding=SeedingConfig(condition_every=2)))
     tracker.frame(IMAGE, None, SeedRequest(prompts=prompts_from_mask(PRESENT, 2)))
     events = run(tracker, [PRESENT] * 6)
@@ -341,29 +300,7 @@ def test_debug_snapshot_writes_every_nth_frame_with_an_index(tmp_path):
 
 def test_tracker_hands_sam2_masks_and_prompts_in_its_stretched_square_geometry():
     """A non-square model size is stretched to S×S for SAM 2; the seed mask must land on the same pixels."""
-    import numpy as np
-    import torch
-
-    from surgseg.engines.sam2.tracker import PriorTracker, SeedRequest
-
-    class Recorder:
-        image_size, device = 64, "cpu"
-
-        def __init__(self):
-            self.masks, self.prompts = [], []
-
-        def seed(self, image, prompts):
-            self.prompts.append(prompts)
-            return None
-
-        def condition_on_mask(self, mask, include_empty=False):
-            self.masks.append(mask)
-            return None
-
-        def memory_state(self):
-            return {}
-
-    engine = Recorder()
+    engine = FakeStreamingSAM2(image_size=64)
     mask = np.zeros((32, 48), np.uint8)
     mask[8:16, 24:36] = 1  # rows 8-15, columns 24-35 of a 32×48 model frame
     PriorTracker(engine, SAM2Config()).frame(torch.zeros(1, 3, 32, 48), request=SeedRequest(mask=mask))

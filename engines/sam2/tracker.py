@@ -10,9 +10,9 @@
   has left the view whatever SAM 2 says (its object score can stay positive on an empty scene): its memory is
   dropped and its prior becomes `ABSENT_PRIOR`, so the refiner looks for it from the image alone until it is
   re-seeded. With every class released SAM 2 stops running until the next seed.
-- Output: per foreground class, SAM 2's low-res logits upsampled to the model size and clipped to ±`seeding.prior_clip`;
-  a class that is not tracked gives `ABSENT_PRIOR` (0 = "no prior", what the refiner saw under prior dropout), so the
-  refiner segments it from the image alone and the feedback can seed it.
+- Output: per foreground class, SAM 2's low-res logits upsampled to the model size and clipped to
+  ±`seeding.prior_clip`; a class that is not tracked gives `ABSENT_PRIOR` (0 = "no prior", what the refiner saw
+  under prior dropout), so the refiner segments it from the image alone and the feedback can seed it.
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ class PriorTracker:
 
     def frame(self, image: Any, feedback: np.ndarray | None = None,
               request: SeedRequest | None = None) -> tuple[Any, TrackerEvents]:
-        """Prior logits (1, C−1, h, w) for `image` (1, 3, h, w normalised); `feedback` is frame t−1's refined mask."""
+        """Prior logits (1, C−1, h, w) for `image` (1, 3, h, w normalised); `feedback` is the refined mask of the
+        tracker's previous frame."""
         self.frame_index += 1
         events = TrackerEvents(self.frame_index)
         size = tuple(image.shape[-2:])
@@ -102,7 +103,7 @@ class PriorTracker:
     # ------------------------------------------------------------------ policy
     def _start(self, square: torch.Tensor, feedback: np.ndarray | None, request: SeedRequest | None,
                events: TrackerEvents) -> None:
-        if request is not None and (request.prompts is not None or request.mask is not None):
+        if request is not None and (request.mask is not None or (request.prompts and request.prompts.classes)):
             self._last = self._seed(square, request)
             events.seeded = sorted(self._seeded_classes())
             return
