@@ -4,7 +4,8 @@ Per frame: a non-finite guard (NaN/Inf logits → hold the last good mask and fl
 histogram distance between consecutive frames; a cut resets the filter), an EMA on logits at model size
 (`ema = α·logits + (1−α)·ema`, so α = 1 turns smoothing off), un-letterboxing of the smoothed logits to the source
 size (bilinear), argmax, then per foreground class hole filling and removal of components under `min_area` source
-pixels. numpy + OpenCV on the CPU; torch on CUDA with cupyx.scipy.ndimage for the component work (no host copy).
+pixels. numpy + OpenCV on the CPU; torch on CUDA with cupyx.scipy.ndimage labelling for the component work (no
+host copy, the same masks as the CPU path: see `clean_by_labels`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 
 HISTOGRAM_BINS = 32
 SIGNATURE_SIDE = 64
+FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+EIGHT_CONNECTED = np.ones((3, 3), bool)
+"""Labelling structures, host arrays for scipy and cupyx alike (cupyx copies a device structure to the host)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,25 @@ def remove_small_components(mask: np.ndarray, class_id: int, min_area: int) -> n
     return mask
 
 
+def clean_by_labels(mask: Any, num_classes: int, fill_holes: bool, min_area: int, xp: Any, ndimage: Any) -> Any:
+    """`_NumpyOps.clean` (same result) through connected-component labelling only, for array modules without a flood
+    fill: `xp`/`ndimage` = cupy/cupyx.scipy.ndimage on a GPU (numpy/scipy.ndimage in the tests). Holes are the
+    4-connected non-class components that touch no border (cv2.floodFill from a padded border reaches exactly the
+    others); one `label` call each instead of the iterative dilations of `binary_fill_holes`. In place."""
+    for class_id in range(1, num_classes):
+        if fill_holes:
+            labels, count = ndimage.label(mask != class_id, structure=FOUR_CONNECTED)
+            reached = xp.zeros(int(count) + 1, dtype=bool)
+            reached[xp.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+            mask[~reached[labels] & (mask == 0)] = class_id
+        if min_area > 0:
+            labels, count = ndimage.label(mask == class_id, structure=EIGHT_CONNECTED)
+            small = xp.bincount(labels.ravel(), minlength=int(count) + 1) < min_area
+            small[0] = False
+            mask[small[labels]] = 0
+    return mask
+
+
 class _NumpyOps:
     @staticmethod
     def to_source_mask(logits: np.ndarray, geometry: LetterboxGeometry | None) -> np.ndarray:
@@ -209,18 +232,7 @@ class _TorchOps:
             host = _NumpyOps.clean(mask.cpu().numpy(), num_classes, fill_holes, min_area)
             return torch.from_numpy(host).to(mask.device)
         view = cupy.from_dlpack(mask)
-        eight = cupy.ones((3, 3), dtype=bool)
-        for class_id in range(1, num_classes):
-            if fill_holes:
-                holes = ndimage.binary_fill_holes(view == class_id) & (view == 0)
-                view[holes] = class_id
-            if min_area > 0:
-                labels, _ = ndimage.label(view == class_id, structure=eight)
-                areas = cupy.bincount(labels.ravel())
-                small = areas < min_area
-                small[0] = False
-                view[small[labels]] = 0
-        return torch.from_dlpack(view)
+        return torch.from_dlpack(clean_by_labels(view, num_classes, fill_holes, min_area, cupy, ndimage))
 
     @staticmethod
     def confidence(logits: Any) -> float:

@@ -121,3 +121,46 @@ def test_confidence_is_mean_max_softmax():
 def test_bad_alpha_is_refused():
     with pytest.raises(InputError, match="alpha"):
         TemporalConfig(alpha=0.0)
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_labelling_clean_gives_the_same_mask_as_the_cpu_path(num_classes):
+    from scipy import ndimage
+
+    from surgseg.engines.temporal import _NumpyOps, clean_by_labels
+
+    rng = np.random.default_rng(num_classes)
+    for _ in range(4):
+        blobs = cv2_blobs(rng, num_classes)
+        expected = _NumpyOps.clean(blobs.copy(), num_classes, fill_holes=True, min_area=20)
+        got = clean_by_labels(blobs.copy(), num_classes, True, 20, np, ndimage)
+        assert not np.array_equal(expected, blobs)  # something was filled or removed
+        np.testing.assert_array_equal(got, expected)
+
+
+def cv2_blobs(rng: np.random.Generator, num_classes: int, size: int = 96) -> np.ndarray:
+    """Class-id mask with rings (holes), specks (small components) and shapes touching the border."""
+    import cv2
+
+    mask = np.zeros((size, size), np.uint8)
+    for _ in range(6):
+        centre = tuple(int(v) for v in rng.integers(0, size, 2))
+        cv2.circle(mask, centre, int(rng.integers(6, 24)), int(rng.integers(1, num_classes)), int(rng.integers(2, 5)))
+    mask[rng.random((size, size)) < 0.01] = rng.integers(1, num_classes)
+    return mask
+
+
+@pytest.mark.cuda
+def test_cuda_filter_gives_the_cpu_mask():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    pytest.importorskip("cupy")
+    rng = np.random.default_rng(5)
+    logits = binary_logits(cv2_blobs(rng, 2) > 0) + rng.normal(0, 0.5, (2, 96, 96)).astype(np.float32)
+    frame = np.full((96, 96, 3), 100, np.uint8)
+    cpu = TemporalFilter().update(logits, frame).mask
+    gpu = TemporalFilter().update(torch.from_numpy(logits).cuda(), torch.from_numpy(frame).cuda()).mask
+    assert gpu.is_cuda
+    np.testing.assert_array_equal(gpu.cpu().numpy(), cpu)

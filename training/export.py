@@ -7,6 +7,7 @@ failed export leaves the previous artefact untouched; `refiner.json` is moved la
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata as md
 import json
 import logging
@@ -24,7 +25,7 @@ from torch import nn
 
 from surgseg.engines.atomic import atomic_path
 from surgseg.engines.errors import InputError
-from surgseg.engines.refiner_artifact import (
+from surgseg.engines.refiner.artifact import (
     INPUT_NAMES,
     METADATA_NAME,
     OUTPUT_NAME,
@@ -32,8 +33,8 @@ from surgseg.engines.refiner_artifact import (
     RefinerArtifact,
     sha256_file,
 )
-from surgseg.engines.refiner_runtime import RefinerRuntime, RuntimeConfig
-from surgseg.engines.trt_engine import (
+from surgseg.engines.refiner.runtime import RefinerRuntime, RuntimeConfig
+from surgseg.engines.refiner.trt_engine import (
     BuildConfig,
     accuracy_gate,
     build_engine,
@@ -161,13 +162,14 @@ def export_model(
 ) -> ExportReport:
     """Write ONNX + torch program + refiner.json into `artifact.folder` after checking both against `model`."""
     model = model.eval()
+    folded = fuse_conv_bn(model)
     example = tuple(torch.zeros(shape) for shape in (artifact.image_shape(), artifact.prior_shape()))
     folder = artifact.folder
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder, prefix=".export-"))
     try:
-        write_onnx(model, example, staging / ONNX_NAME, opset)
-        write_program(model, example, staging / PROGRAM_NAME)
+        write_onnx(folded, example, staging / ONNX_NAME, opset)
+        write_program(folded, example, staging / PROGRAM_NAME)
         staged = _with_files(artifact, staging, opset)
         staged.save()
         diffs = compare_backends(model, staged, inputs)
@@ -208,8 +210,25 @@ def drop_stale_engines(folder: Path, onnx_sha256: str) -> list[Path]:
     return stale
 
 
+def fuse_conv_bn(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` with every BatchNorm2d that directly follows a Conv2d inside an nn.Sequential
+    folded into that conv (`torch.nn.utils.fusion.fuse_conv_bn_eval`) and replaced by nn.Identity."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).eval()
+    for sequence in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
+        names = list(sequence._modules)
+        for conv_name, bn_name in zip(names, names[1:]):
+            conv, bn = sequence._modules[conv_name], sequence._modules[bn_name]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                sequence._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
+                sequence._modules[bn_name] = nn.Identity()
+    return folded
+
+
 def write_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
-    """TorchScript-based ONNX export with static shapes, then `onnx.checker` (full check, shapes inferred)."""
+    """TorchScript-based ONNX export with static shapes, then `onnx.checker` (full check, shapes inferred) and a check
+    that no BatchNormalization node is left (TensorRT builds get the convolutions with BN folded in)."""
     import onnx
 
     with warnings.catch_warnings():
@@ -220,6 +239,9 @@ def write_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, 
             input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME], do_constant_folding=True,
         )
     onnx.checker.check_model(str(path), full_check=True)
+    unfolded = sum(node.op_type == "BatchNormalization" for node in onnx.load(str(path)).graph.node)
+    if unfolded:
+        raise ExportCheckError(f"{path.name}: {unfolded} BatchNormalization node(s) left unfolded")
 
 
 def write_program(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> None:

@@ -197,20 +197,14 @@ class _TorchBackend:
         """Record one forward pass into a CUDA graph over static input/output buffers."""
         import torch
 
+        from surgseg.engines.sam2.cuda_graph import capture_graph
+
         shapes = (artifact.image_shape(), artifact.prior_shape())
         self.static_inputs = [
             torch.zeros(shape, device="cuda", dtype=self.dtype).to(memory_format=self.memory_format)
             for shape in shapes
         ]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), torch.inference_mode():
-            for _ in range(3):
-                self.module(*self.static_inputs)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(self.graph):
-            self.static_output = self.module(*self.static_inputs)
+        self.graph, self.static_output = capture_graph(self.module, self.static_inputs)
 
     def run(self, image, prior):
         import torch
@@ -229,19 +223,19 @@ class _TorchBackend:
 
 
 def fold_batchnorm(module: torch.fx.GraphModule) -> int:
-    """Fold every inference BatchNorm that directly follows a conv2d (its only user) into that conv's weight and
+    """Fold every inference BatchNorm that directly follows a convolution (its only user) into that conv's weight and
     bias, in place (`torch.nn.utils.fusion.fuse_conv_bn_weights`); returns how many were folded."""
     import torch
     from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-    aten = torch.ops.aten
     graph = module.graph
     folded = 0
     for bn in list(graph.nodes):
-        if bn.op != "call_function" or bn.target != aten.batch_norm.default:
+        parts = _inference_batch_norm(bn)
+        if parts is None:
             continue
-        conv, bn_weight, bn_bias, mean, var, training, _momentum, eps = bn.args[:8]
-        if training or getattr(conv, "target", None) != aten.conv2d.default or len(conv.users) != 1:
+        conv, bn_weight, bn_bias, mean, var, eps, output = parts
+        if not _is_conv(conv) or len(conv.users) != 1:
             continue
         params = (bn_weight, bn_bias, mean, var)
         conv_args = list(conv.args) + [None] * max(0, 3 - len(conv.args))
@@ -257,14 +251,47 @@ def fold_batchnorm(module: torch.fx.GraphModule) -> int:
         with graph.inserting_before(conv):
             conv_args[1], conv_args[2] = (graph.get_attr(name) for name in names)
         conv.args = tuple(conv_args)
-        bn.replace_all_uses_with(conv)
-        graph.erase_node(bn)
+        output.replace_all_uses_with(conv)
+        for node in dict.fromkeys((output, bn)):
+            graph.erase_node(node)
         folded += 1
     if folded:
         graph.eliminate_dead_code()
         module.delete_all_unused_submodules()
         module.recompile()
     return folded
+
+
+def _is_conv(node: Any) -> bool:
+    """A 2-D convolution node (input, weight, bias, ...): `aten.conv2d`, or `aten.convolution` not transposed."""
+    import torch
+
+    aten = torch.ops.aten
+    target = getattr(node, "target", None)
+    return target == aten.conv2d.default or (target == aten.convolution.default and not node.args[6])
+
+
+def _inference_batch_norm(node: Any) -> tuple | None:
+    """(input, weight, bias, running mean, running var, eps, node whose value the BN yields) for an eval-mode
+    BatchNorm node of an exported program (`aten.batch_norm`, or `_native_batch_norm_legit_no_training` read only
+    through item 0), else None."""
+    import operator
+
+    import torch
+
+    aten = torch.ops.aten
+    if node.op != "call_function":
+        return None
+    if node.target == aten.batch_norm.default:
+        x, weight, bias, mean, var, training, _momentum, eps = node.args[:8]
+        return None if training else (x, weight, bias, mean, var, eps, node)
+    if node.target == aten._native_batch_norm_legit_no_training.default:
+        x, weight, bias, mean, var, _momentum, eps = node.args[:7]
+        users = list(node.users)
+        if len(users) != 1 or users[0].target is not operator.getitem or users[0].args[1] != 0:
+            return None
+        return x, weight, bias, mean, var, eps, users[0]
+    return None
 
 
 def _attr(module: Any, node: Any) -> Any:

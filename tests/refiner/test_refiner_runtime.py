@@ -215,3 +215,18 @@ def test_tensorrt_matches_cpu_reference(artifact, inputs):
     runtime = RefinerRuntime(artifact, RuntimeConfig(backend="tensorrt"))
     logits = runtime.run(*(torch.from_numpy(x).cuda() for x in inputs))
     np.testing.assert_allclose(logits.cpu().numpy(), _reference(artifact, inputs), atol=0.1)
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")  # torch's own deepcopy in run_decompositions
+def test_batchnorm_folds_in_a_decomposed_program_too():
+    model = _refiner_with_trained_batchnorm()
+    image, prior = torch.randn(1, 3, *SIZE), 4 * torch.randn(1, 2, *SIZE)
+    with torch.no_grad():
+        program = torch.export.export(model, (image, prior)).run_decompositions()
+    unfolded, folded = program.module(), program.module()
+    legit = torch.ops.aten._native_batch_norm_legit_no_training.default
+    assert sum(node.target == legit for node in unfolded.graph.nodes) == 18
+    assert fold_batchnorm(folded) == 18
+    assert not any(node.target == legit for node in folded.graph.nodes)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(image, prior), unfolded(image, prior), atol=1e-4, rtol=0)

@@ -102,3 +102,20 @@ def test_occlusion_hides_part_of_the_instrument():
 def test_bad_config_is_an_input_error(bad):
     with pytest.raises(InputError, match="synthetic"):
         SyntheticClipConfig(**bad)
+
+
+def test_instrument_band_covers_every_pixel_the_instrument_touches(monkeypatch):
+    from surgseg.engines.video import synthetic
+
+    clip = SyntheticClip(SyntheticClipConfig(size=(160, 120), frames=30, seed=9, presence=((0, 30),)))
+    inst = clip.instruments[0]
+    box = (0, 0, clip.width, clip.height)
+    poses = [clip._pose(inst, t) for t in range(0, 30, 3)]
+    banded = [synthetic._instrument_layer(box, pose, inst, clip.scale) for pose in poses]
+    whole = np.array([[0, 0], [clip.width, 0], [clip.width, clip.height], [0, clip.height]], np.float64)
+    monkeypatch.setattr(synthetic, "_band_quads", lambda *args: [whole])
+    for pose, layers in zip(poses, banded):
+        reference = synthetic._instrument_layer(box, pose, inst, clip.scale)
+        assert reference[1].sum() > 100
+        for got, want in zip(layers, reference):
+            np.testing.assert_array_equal(got, want)
