@@ -1,23 +1,23 @@
 """Read a graph YAML, apply `--set` overrides and validate everything before any operator exists.
 
-Every problem becomes one `InputError` line that names the YAML key (`operators.prior.memory_every: ...`).
+Every problem becomes one `InputError` line that names the YAML key (`operators.prior.memory.every: ...`).
+Operator parameters go through `engines.config.validate_config`; settings that must agree across operators are
+checked by `graph_agreement` once the whole graph is read.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pydantic
 import yaml
 
+from surgseg.app.graph_agreement import check_agreement
 from surgseg.app.registry import OperatorType, load_plugins, resolve
+from surgseg.engines.config import refuse_unknown, validate_config
 from surgseg.engines.errors import InputError
-from surgseg.operators.base import ExistingPath
 
 TOP_LEVEL_KEYS = ("name", "device", "scheduler", "operators", "flows", "plugins", "tracking")
 SCHEDULER_TYPES = ("greedy", "event", "multithread")
@@ -54,6 +54,12 @@ class SchedulerSpec:
     check_recession_period_ms: float = 0.1
     """multithread only: longest idle wait of a worker (Holoscan's default of 5 ms costs ~1 ms per hop)."""
     max_duration_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in SCHEDULER_TYPES:
+            raise InputError(f"type: expected one of {', '.join(SCHEDULER_TYPES)}, got {self.type!r}")
+        if self.workers < 1:
+            raise InputError(f"workers: expected at least 1, got {self.workers}")
 
 
 @dataclass
@@ -141,7 +147,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 
 
 def validate(raw: dict[str, Any], path: Path, check_paths: bool = True) -> GraphSpec:
-    _reject_unknown(raw, TOP_LEVEL_KEYS, "")
+    refuse_unknown(raw, TOP_LEVEL_KEYS, "", noun="key")
     name = raw.get("name", path.stem)
     device = raw.get("device", "auto")
     if device not in DEVICES:
@@ -157,29 +163,16 @@ def validate(raw: dict[str, Any], path: Path, check_paths: bool = True) -> Graph
     tracking = raw.get("tracking", False)
     if not isinstance(tracking, bool):
         raise InputError(f"tracking: expected true or false, got {tracking!r}")
-    return GraphSpec(path=path, name=str(name), device=device, scheduler=_scheduler(raw.get("scheduler", {})),
+    spec = GraphSpec(path=path, name=str(name), device=device, scheduler=_scheduler(raw.get("scheduler", {})),
                      operators=operators, flows=flows, tracking=tracking, raw=raw)
-
-
-def _reject_unknown(mapping: dict[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
-    for key in mapping:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(allowed)})"
-            raise InputError(f"{prefix}{key}: unknown key{hint}")
+    check_agreement(spec, check_paths)
+    return spec
 
 
 def _scheduler(raw: Any) -> SchedulerSpec:
     if not isinstance(raw, dict):
         raise InputError(f"scheduler: expected a mapping like {{type: greedy}}, got {raw!r}")
-    fields = {f.name for f in dataclasses.fields(SchedulerSpec)}
-    _reject_unknown(raw, tuple(fields), "scheduler.")
-    spec = _validate_dataclass(SchedulerSpec, raw, "scheduler")
-    if spec.type not in SCHEDULER_TYPES:
-        raise InputError(f"scheduler.type: expected one of {', '.join(SCHEDULER_TYPES)}, got {spec.type!r}")
-    if spec.workers < 1:
-        raise InputError(f"scheduler.workers: expected at least 1, got {spec.workers}")
-    return spec
+    return validate_config(SchedulerSpec, raw, "scheduler")
 
 
 def _operators(raw: Any, plugins: dict[str, type], check_paths: bool) -> dict[str, OperatorSpec]:
@@ -197,54 +190,15 @@ def _operators(raw: Any, plugins: dict[str, type], check_paths: bool) -> dict[st
         conditions = entry.get("conditions", {}) or {}
         if not isinstance(conditions, dict):
             raise InputError(f"{key}.conditions: expected a mapping like {{count: 100}}")
-        _reject_unknown(conditions, CONDITION_KEYS, f"{key}.conditions.")
+        refuse_unknown(conditions, CONDITION_KEYS, f"{key}.conditions", noun="key")
         count, period = conditions.get("count"), conditions.get("period_ms")
         if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
             raise InputError(f"{key}.conditions.count: expected a whole number ≥ 0, got {count!r}")
         if period is not None and (not isinstance(period, (int, float)) or isinstance(period, bool) or period <= 0):
             raise InputError(f"{key}.conditions.period_ms: expected a positive number, got {period!r}")
-        config = params if op_type.builtin else _operator_config(op_type.cls, params, key, check_paths)
+        config = params if op_type.builtin else validate_config(op_type.cls.Config, params, key, check_paths)
         specs[name] = OperatorSpec(name=name, type=op_type, params=config, count=count, period_ms=period)
     return specs
-
-
-def _operator_config(cls: type, params: dict[str, Any], key: str, check_paths: bool) -> Any:
-    config_cls = cls.Config
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    _reject_unknown_params(params, tuple(fields), key)
-    for name, f in fields.items():
-        if name not in params and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise InputError(f"{key}.{name}: missing required parameter")
-    config = _validate_dataclass(config_cls, params, key)
-    if check_paths:
-        _check_paths(config_cls, config, key)
-    return config
-
-
-def _reject_unknown_params(params: dict[str, Any], allowed: tuple[str, ...], key: str) -> None:
-    for name in params:
-        if name not in allowed:
-            close = difflib.get_close_matches(str(name), allowed, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (parameters: {', '.join(allowed) or 'none'})"
-            raise InputError(f"{key}.{name}: unknown parameter{hint}")
-
-
-def _validate_dataclass(cls: type, values: dict[str, Any], key: str) -> Any:
-    try:
-        return pydantic.TypeAdapter(cls).validate_python(values)
-    except pydantic.ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        raise InputError(f"{key}.{where}: {error['msg'].lower()}, got {error['input']!r}") from None
-
-
-def _check_paths(config_cls: type, config: Any, key: str) -> None:
-    hints = typing.get_type_hints(config_cls, include_extras=True)
-    for name, hint in hints.items():
-        if ExistingPath in getattr(hint, "__metadata__", ()):
-            value = getattr(config, name)
-            if value is not None and not Path(value).exists():
-                raise InputError(f"{key}.{name}: no such file or folder: {value}")
 
 
 def _flows(raw: Any, operators: dict[str, OperatorSpec]) -> list[FlowSpec]:

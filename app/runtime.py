@@ -16,7 +16,7 @@ from typing import Any
 from surgseg.app.graph_spec import FlowSpec, GraphSpec, SchedulerSpec
 from surgseg.engines.device import resolve_device
 from surgseg.engines.errors import InputError
-from surgseg.operators.base import SurgsegOperator
+from surgseg.operators.base import OperatorFailure, SurgsegOperator
 from surgseg.operators.source import STOP_REQUESTED, FrameSource
 
 from holoscan.conditions import CountCondition, PeriodicCondition
@@ -68,10 +68,18 @@ class GraphApplication(Application):
             if issubclass(cls, FrameSource):
                 kwargs["frame_limit"] = self.frame_limit
             return cls(self, *conditions, **kwargs)
-        except InputError:
+        except InputError:  # bad input (a parameter, a file): exit 2
             raise
         except Exception as exc:
-            raise InputError(f"operators.{name}: cannot create {op_spec.type.name}: {exc}") from exc
+            if op_spec.type.builtin and isinstance(exc, (TypeError, ValueError)):  # the YAML's keyword arguments
+                raise InputError(f"operators.{name}: {op_spec.type.name} refuses its parameters: {exc}") from exc
+            raise self._failure(name, exc) from exc  # a bug, out of memory, a driver: exit 1, traceback in the log
+
+    def _failure(self, name: str, exc: Exception) -> OperatorFailure:
+        """An operator that could not be created for a reason other than bad input; its traceback goes to the log."""
+        type_name = self.spec.operators[name].type.name
+        log.error("operators.%s: cannot create %s", name, type_name, exc_info=exc)
+        return OperatorFailure(f"operators.{name}: cannot create {type_name}: {type(exc).__name__}: {exc}")
 
     def _add_flow(self, flow: FlowSpec) -> None:
         source, target = self.ops[flow.source], self.ops[flow.target]

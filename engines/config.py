@@ -1,14 +1,18 @@
 """One way to validate a configuration: a (nested) dataclass filled from a mapping, every error naming its key.
 
 Graph YAMLs, training configs and artefact metadata all go through `validate_config`: unknown keys are refused at
-any depth (with a "did you mean" hint), values are checked and coerced by pydantic, and fields annotated
-`Annotated[str | None, ExistingPath]` must name an existing file or folder.
+any depth (with a "did you mean" hint; also inside Optional fields, dict values and list items), values are checked
+and coerced by pydantic, and fields annotated `Annotated[str | None, ExistingPath]` must name an existing file or
+folder. `key` is the prefix of every message (`operators.prior` → `operators.prior.memory.every: ...`); "" for a
+whole file, whose caller may prefix the file name.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,9 +52,7 @@ def reject_unknown_keys(cls: type, values: dict[str, Any], key: str) -> None:
     allowed = tuple(f.name for f in dataclasses.fields(cls))
     refuse_unknown(values, allowed, key)
     for name, value in values.items():
-        nested = _dataclass_of(hints[name])
-        if nested is not None and isinstance(value, dict):
-            reject_unknown_keys(nested, value, join_key(key, name))
+        _reject_unknown_inside(hints[name], value, join_key(key, name))
     for f in dataclasses.fields(cls):
         if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise InputError(f"{join_key(key, f.name)}: missing required parameter")
@@ -73,8 +75,20 @@ def check_existing_paths(config: Any, key: str) -> None:
         if ExistingPath in getattr(hints[f.name], "__metadata__", ()):
             if value is not None and not Path(value).exists():
                 raise InputError(f"{join_key(key, f.name)}: no such file or folder: {value}")
-        elif dataclasses.is_dataclass(value):
-            check_existing_paths(value, join_key(key, f.name))
+        else:
+            _check_paths_inside(value, join_key(key, f.name))
+
+
+def _check_paths_inside(value: Any, key: str) -> None:
+    """`check_existing_paths` for a dataclass value, and for the dataclasses in a dict's values or a list."""
+    if dataclasses.is_dataclass(value):
+        check_existing_paths(value, key)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _check_paths_inside(item, join_key(key, str(name)))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_paths_inside(item, join_key(key, str(i)))
 
 
 def join_key(key: str, name: str) -> str:
@@ -82,12 +96,22 @@ def join_key(key: str, name: str) -> str:
     return f"{key}.{name}" if key else name
 
 
-def _dataclass_of(hint: Any) -> type | None:
-    """The dataclass a type hint names (also inside Optional / Annotated), else None."""
+def _reject_unknown_inside(hint: Any, value: Any, key: str) -> None:
+    """Recurse into the dataclasses a value holds: itself, an Optional one, dict values or list/tuple items."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        return hint
-    for arg in typing.get_args(hint):
-        found = _dataclass_of(arg)
-        if found is not None:
-            return found
-    return None
+        if isinstance(value, dict):
+            reject_unknown_keys(hint, value, key)
+    elif origin in (dict, collections.abc.Mapping) and len(args) == 2 and isinstance(value, dict):
+        for name, item in value.items():
+            _reject_unknown_inside(args[1], item, join_key(key, str(name)))
+    elif origin in (list, tuple, collections.abc.Sequence) and args and isinstance(value, (list, tuple)):
+        same = origin is not tuple or (len(args) == 2 and args[1] is Ellipsis)
+        for i, item in enumerate(value):
+            if same or i < len(args):
+                _reject_unknown_inside(args[0] if same else args[i], item, join_key(key, str(i)))
+    elif origin in (typing.Union, types.UnionType):
+        for arg in args:  # the first member that is or holds a dataclass (an Optional's only one)
+            if dataclasses.is_dataclass(arg) or typing.get_args(arg):
+                _reject_unknown_inside(arg, value, key)
+                return

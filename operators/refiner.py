@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from surgseg.engines.config import ExistingPath
 from surgseg.engines.errors import InputError
 from surgseg.engines.preprocess import empty_prior, mask_prior, mask_to_model
-from surgseg.engines.refiner_artifact import RefinerArtifact, check_compatible
-from surgseg.engines.refiner_runtime import RefinerRuntime, RuntimeConfig
-from surgseg.operators.base import ExistingPath, Message, SurgsegOperator
+from surgseg.engines.refiner.artifact import RefinerArtifact, check_compatible
+from surgseg.engines.refiner.runtime import RefinerRuntime, RuntimeConfig
+from surgseg.operators.base import Message, SurgsegOperator
 
 PRIOR_SOURCES = ("sam2", "feedback")
 

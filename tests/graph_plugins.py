@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from surgseg.engines.atomic import atomic_write_json
+from surgseg.engines.errors import InputError
 from surgseg.operators.base import Message, SurgsegOperator
 
 
@@ -51,4 +54,42 @@ class FeedbackProbe(SurgsegOperator):
         atomic_write_json(self.config.path, self.seen)
 
 
-SURGSEG_OPERATORS = {"FailAt": FailAt, "FeedbackProbe": FeedbackProbe}
+@dataclass
+class FailToStartConfig:
+    bad_input: bool = False
+
+
+class FailToStart(SurgsegOperator):
+    """Its constructor raises: InputError when `bad_input`, else a RuntimeError (a bug, out of memory)."""
+
+    Config = FailToStartConfig
+    inputs = ("in",)
+    outputs = ("out",)
+
+    def __init__(self, *args: Any, config: FailToStartConfig, **kwargs: Any) -> None:
+        if config.bad_input:
+            raise InputError("operators.relay.bad_input: refused")
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+
+@dataclass
+class MarkAfterConfig:
+    path: str
+    frames: int = 3
+
+
+class MarkAfter(SurgsegOperator):
+    """Forwards every message and creates the file `path` once `frames` frames have passed: tests poll for it."""
+
+    Config = MarkAfterConfig
+    inputs = ("in",)
+    outputs = ("out",)
+
+    def process(self, inputs: dict[str, Message | None]) -> dict[str, Message]:
+        if inputs["in"]["meta"]["frame_index"] + 1 == self.config.frames:
+            Path(self.config.path).touch()
+        return {"out": inputs["in"]}
+
+
+SURGSEG_OPERATORS = {"FailAt": FailAt, "FeedbackProbe": FeedbackProbe, "FailToStart": FailToStart,
+                     "MarkAfter": MarkAfter}

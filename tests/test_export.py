@@ -13,7 +13,7 @@ import torch
 
 from surgseg.app.cli import main as surgseg
 from surgseg.engines.errors import InputError
-from surgseg.engines.refiner_artifact import RefinerArtifact
+from surgseg.engines.refiner.artifact import RefinerArtifact
 from surgseg.training.export import (
     ExportCheckError,
     ExportConfig,

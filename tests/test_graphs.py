@@ -8,11 +8,14 @@ import math
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from graph_helpers import surgseg
 from test_export import export_tiny_refiner
 
-from surgseg.app.graph_spec import load_graph
+from surgseg.app.graph_spec import apply_override, load_graph, read_yaml, validate
+from surgseg.engines.metrics import dice
+from surgseg.engines.video.image_folder import read_mask
 from surgseg.graphs import graph_path, shipped_graphs
 
 FRAMES = 6
@@ -55,15 +58,23 @@ def test_graph_runs_end_to_end_on_cpu(name, outputs, demo_tree, monkeypatch):
     from surgseg.app.runtime import run_graph
 
     monkeypatch.chdir(demo_tree)
-    clip = "out/demo/clip/clip_000"
+    clip = Path("out/demo/clip/clip_000")
+    raw = read_yaml(graph_path(name))
     with_gt = f"operators.source={{type: ImageFolderSource, path: {clip}/frames, masks: {clip}/masks}}"
-    run_graph(load_graph(graph_path(name), ["device=cpu", with_gt]))
+    for item in ("device=cpu", with_gt):
+        apply_override(raw, item)
     out = Path(outputs)
+    raw["operators"]["masks"] = {"type": "MaskSink", "folder": str(out / "masks")}
+    raw["flows"].append(["ema", "masks"])
+    run_graph(validate(raw, graph_path(name)))
     with av.open(str(out / "overlay.mp4")) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == FRAMES and frames[0].shape == (256, 320, 3)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["frames"] == FRAMES and 0.0 <= metrics["mean_dice"] <= 1.0
+    masks = sorted((out / "masks").glob("*.png"))
+    scored = [dice(read_mask(m) == 1, read_mask(clip / "masks" / m.name) == 1) for m in masks]
+    assert metrics["frames"] == len(masks) == FRAMES
+    assert metrics["mean_dice"] == pytest.approx(float(np.mean(scored)))  # the graph's masks against the clip's GT
     latency = json.loads((out / "latency.json").read_text())
     assert latency["frames_processed"] == FRAMES and latency["frames_dropped"] == 0
     numbers = [v for v in _leaves(latency) if isinstance(v, (int, float)) and not isinstance(v, bool)]

@@ -41,7 +41,7 @@ def test_qa_passes_against_its_own_baseline_and_fails_on_a_raised_one(tmp_path: 
     created = surgseg("qa", "--baseline", str(baseline), "--update", *common, timeout=600)
     assert created.returncode == 0, created.stderr
     tags = json.loads(baseline.read_text())["tags"]
-    assert tags and all(0.0 <= score["dice"] <= 1.0 and score["frames"] > 0 for score in tags.values())
+    assert sum(score["frames"] for score in tags.values()) >= 8  # every frame scored under a tag or as clean
     assert surgseg("qa", "--baseline", str(baseline), *common, timeout=600).returncode == 0
     raised = json.loads(baseline.read_text())
     tag = next(iter(raised["tags"]))
@@ -57,5 +57,7 @@ def test_committed_baseline_covers_every_difficulty_tag_for_the_demo_refiner() -
 
     baseline = read_baseline(Path(__file__).resolve().parents[1] / "qa" / "baseline.json")
     assert set(TAGS) | {"clean"} <= set(baseline["tags"])
-    assert all(0.0 <= score["dice"] <= 1.0 and score["frames"] > 0 for score in baseline["tags"].values())
+    tags = baseline["tags"]
+    assert sum(score["frames"] for score in tags.values()) >= len(baseline["seeds"]) * baseline["frames"]
+    assert tags["clean"]["dice"] > 0.9 and min(score["dice"] for score in tags.values()) > 0.75  # a working refiner
     assert len(baseline["refiner_sha256"]) == 64 and baseline["graph"] == "replay_fast.yaml"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -66,13 +67,48 @@ def test_sinks_finalise_when_an_operator_fails(tmp_path: Path) -> None:
     assert json.loads(counts.read_text())["frame_indices"] == [0, 1, 2, 3]
 
 
+def test_constructor_bug_exits_1_with_its_traceback_in_the_log(tmp_path: Path) -> None:
+    graph = smoke_graph(tmp_path / "counts.json", frames=5)
+    graph["plugins"] = ["graph_plugins"]
+    graph["operators"]["relay"] = {"type": "FailToStart"}
+    result = surgseg("run", str(write_graph(tmp_path, graph)))
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "operators.relay: cannot create FailToStart: RuntimeError: CUDA out of memory (simulated)" in result.stderr
+
+
+def test_constructor_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
+    graph = smoke_graph(tmp_path / "counts.json", frames=5)
+    graph["plugins"] = ["graph_plugins"]
+    graph["operators"]["relay"] = {"type": "FailToStart", "bad_input": True}
+    result = surgseg("run", str(write_graph(tmp_path, graph)))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert [line.split("ERROR surgseg: ")[1] for line in result.stderr.splitlines() if "ERROR" in line] == \
+        ["operators.relay.bad_input: refused"]
+
+
+def wait_for(path: Path, process: subprocess.Popen[str], timeout_s: float = 60.0) -> None:
+    """Poll until `path` exists (frames are flowing); fail early if the process ends first."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if process.poll() is not None:
+            pytest.fail(f"the graph ended before {path.name} appeared: {process.communicate()[1]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"{path.name} did not appear within {timeout_s} s")
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("scheduler", ["greedy", "event", "multithread"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_stop_signal_drains_and_exits_0(tmp_path: Path, scheduler: str, signum: int) -> None:
-    counts = tmp_path / "counts.json"
+    counts, flowing = tmp_path / "counts.json", tmp_path / "flowing"
     graph = smoke_graph(counts, frames=0, scheduler=scheduler, realtime=True, fps=60.0)
+    graph["plugins"] = ["graph_plugins"]
+    graph["operators"]["relay"] = {"type": "MarkAfter", "path": str(flowing), "frames": 3}
     process = surgseg_popen("run", str(write_graph(tmp_path, graph)))
-    time.sleep(3.5)  # past start-up: frames are flowing
+    wait_for(flowing, process)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr

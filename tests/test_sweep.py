@@ -56,7 +56,10 @@ def test_sweep_scores_every_point_then_resumes_without_rerunning(sweep_inputs, t
     grid = ["size=128", "memory_every=1,3"]
     rows = run_sweep(graph_path("replay_fast"), index, grid, tmp_path, overrides, split=None)
     assert [row["label"] for row in rows] == ["size=128 memory_every=1", "size=128 memory_every=3"]
-    assert all(row["frames"] == 6 and 0.0 <= row["metrics"]["dice"] <= 1.0 for row in rows)
+    for row in rows:  # per-frame scores pooled over both clips of 3 frames
+        assert [clip["frames"] for clip in row["clips"].values()] == [3, 3] and row["frames"] == 6
+        pooled = sum(clip["dice"] * clip["frames"] for clip in row["clips"].values()) / row["frames"]
+        assert row["metrics"]["dice"] == pytest.approx(pooled)
     assert all(row["latency_ms"]["p50"] > 0 for row in rows) and any(row["pareto"] for row in rows)
     assert (tmp_path / "pareto.png").stat().st_size > 1000
     assert (tmp_path / "pareto.md").read_text().count("| size=128") == sum(row["pareto"] for row in rows)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import csv
+import itertools
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from surgseg.engines.errors import InputError
+from surgseg.training import train as train_module
 from surgseg.training.refiner_net import load_refiner
 from surgseg.training.train import config_from_dict, load_config, train
 
@@ -81,13 +85,88 @@ def test_training_writes_checkpoints_curves_overlays_and_summary(overfit_run: tu
     assert json.loads((run / "summary.json").read_text())["steps"] == 250
 
 
-def test_resume_continues_from_the_last_epoch(tmp_path: Path) -> None:
-    first = train(config_from_dict(tiny_config(tmp_path, epochs=2, max_steps=None)))
-    resumed = train(config_from_dict({**tiny_config(tmp_path, epochs=3, max_steps=None), "resume": True}))
-    assert (first["epochs"], resumed["epochs"]) == (2, 3)
-    assert resumed["steps"] == first["steps"] * 3 // 2
+class Interrupted(Exception):
+    """Stands in for a crash or a killed job after an epoch's checkpoint."""
+
+
+def test_interrupted_run_resumes_exactly_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    straight = train(config_from_dict(tiny_config(tmp_path / "a", epochs=2, max_steps=None)))
+    checkpoint = train_module.validate_and_checkpoint
+
+    def stop_after_epoch_0(run, epoch, row, finished):
+        checkpoint(run, epoch, row, finished)
+        if epoch == 0:
+            raise Interrupted
+
+    monkeypatch.setattr(train_module, "validate_and_checkpoint", stop_after_epoch_0)
+    with pytest.raises(Interrupted):
+        train(config_from_dict(tiny_config(tmp_path / "b", epochs=2, max_steps=None)))
+    monkeypatch.undo()
+    resumed = train(config_from_dict({**tiny_config(tmp_path / "b", epochs=2, max_steps=None), "resume": True}))
+    assert (resumed["epochs"], resumed["steps"]) == (straight["epochs"], straight["steps"]) == (2, 6)
+    with (tmp_path / "b" / "run" / "log.csv").open() as f:
+        assert [int(float(row["epoch"])) for row in csv.DictReader(f)] == [0, 1]
+    a, b = (torch.load(tmp_path / x / "run" / "last.pt", weights_only=True) for x in ("a", "b"))
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+@pytest.mark.parametrize(("progress", "factor"), [(0.0, 1e-3), (0.05, 0.5), (0.1, 1.0), (0.55, 0.51), (1.0, 0.02),
+                                                  (1.5, 0.02)])
+def test_lr_warms_up_linearly_then_decays_by_cosine_to_the_floor(progress: float, factor: float) -> None:
+    assert train_module.lr_factor(progress, warmup=0.1, min_ratio=0.02) == pytest.approx(factor)
+
+
+def test_time_budget_stops_the_run_and_drives_the_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(train_module.Budget, "clock", staticmethod(lambda: float(next(ticks))))  # 1 s per reading
+    summary = train(config_from_dict(tiny_config(tmp_path, epochs=100, max_steps=250, max_minutes=0.25)))
+    assert summary["elapsed_s"] >= 15 and 0 < summary["steps"] < 15
     with (tmp_path / "run" / "log.csv").open() as f:
-        assert [int(float(row["epoch"])) for row in csv.DictReader(f)] == [0, 1, 2]
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1]["lr"]) < 3e-3 * train_module.lr_factor(0.5, 0.05, 0.02)  # past half-way: by time, not steps
+
+
+def test_accumulated_step_applies_the_mean_gradient_of_its_micro_batches(tmp_path: Path) -> None:
+    run = train_module.set_up(config_from_dict(tiny_config(tmp_path, batch_size=2, accumulate=2, max_steps=1,
+                                                           grad_clip=1e9)))
+    reference = copy.deepcopy(run.refiner).train()
+    order = run.generator.get_state()
+    micro_batches = list(itertools.islice(run.loader, 2))
+    run.generator.set_state(order)
+    grads = []
+    for batch in micro_batches:
+        reference.zero_grad()
+        loss, _ = train_module.forward_loss(train_module.TrainingForward(reference), run.criterion, batch, run.device,
+                                            False)
+        loss.backward()
+        grads.append([p.grad.clone() for p in reference.parameters()])
+    applied = []
+    run.optimizer.register_step_pre_hook(
+        lambda *_: applied.append([p.grad.clone() for p in run.refiner.parameters()]))
+    train_module.resume(run)
+    train_module.train_one_epoch(run, 0)
+    assert run.step == 1 and len(applied) == 1
+    for seen, first, second in zip(applied[0], *grads):
+        torch.testing.assert_close(seen, (first + second) / 2, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("section", "values", "key"), [
+    ("optim", {"lr": "abc"}, "optim.lr"),
+    ("data", {"input_size": 5}, "data.input_size"),
+    ("optim", {"accumulate": 0}, "optim.accumulate"),
+    ("data", {"prior_sim": {"miss_prob": "often"}}, "data.prior_sim.miss_prob"),
+    ("model", {"overrides": {"widht": 12}}, "model.overrides.widht"),
+])
+def test_wrong_training_value_exits_2_naming_the_key(tmp_path: Path, caplog: pytest.LogCaptureFixture, section: str,
+                                                     values: dict, key: str) -> None:
+    from surgseg.app.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({section: values}))
+    assert main(["train", "--config", str(bad)]) == 2
+    assert caplog.records[-1].getMessage().startswith(f"{bad}: {key}: ")
 
 
 def test_example_config_loads(tmp_path: Path) -> None:

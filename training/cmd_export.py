@@ -29,7 +29,7 @@ def run_export(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from surgseg.engines.trt_engine import AccuracyGateError
+    from surgseg.engines.refiner.trt_engine import AccuracyGateError
     from surgseg.training.export import ExportCheckError, ExportConfig, export_refiner
 
     config = ExportConfig(

@@ -4,19 +4,22 @@ config (YAML → TrainConfig) → data (index, priors, augmentation, oversamplin
 epochs (gradient accumulation, AMP on CUDA, warm-up + cosine lr) → validation of the prior alone and of the refined
 output (Dice, IoU, Boundary F per class) → CSV/TensorBoard logs, curves PNG, val_vis/ overlays, checkpoints (last,
 best by validation mean Dice) → summary.json. `train(config)` returns the summary; `surgseg train` wraps it.
+
+`train` reads as its steps: `set_up` → `resume` → per epoch `train_one_epoch` then `validate_and_checkpoint` →
+`summarise`. A checkpoint holds the weights, the optimiser, the GradScaler and the data order's RNG, so a resumed
+run continues exactly as an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import logging
 import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import cv2
 import numpy as np
@@ -25,6 +28,8 @@ import yaml
 from tqdm import tqdm
 
 from surgseg.engines.atomic import atomic_path, atomic_write_json
+from surgseg.engines.config import validate_config
+from surgseg.engines.device import resolve_device
 from surgseg.engines.errors import InputError
 from surgseg.engines.letterbox import letterbox_geometry, unletterbox
 from surgseg.engines.metrics import MetricAccumulator
@@ -40,6 +45,8 @@ from surgseg.training.refiner_dataset import (
     read_samples,
 )
 from surgseg.training.refiner_net import (
+    SIZES,
+    RefinerConfig,
     TinyRefiner,
     check_input_size,
     checkpoint_payload,
@@ -65,11 +72,25 @@ class DataConfig:
     oversample: bool = True
     cache_images: bool = True
 
+    def __post_init__(self) -> None:
+        _require(self, classes=(len(self.classes) >= 2 and len(set(self.classes)) == len(self.classes),
+                                "at least 2 distinct names, background first"),
+                 input_size=(len(self.input_size) == 2 and min(self.input_size) > 0, "[height, width], both > 0"))
+        validate_config(PriorSimSettings, self.prior_sim, "prior_sim")
+        validate_config(AugmentSettings, self.augment, "augment")
+
 
 @dataclass
 class ModelConfig:
     size: str = "small"  # nano | small | base
     overrides: dict[str, Any] = field(default_factory=dict)  # RefinerConfig fields, e.g. {width: 12}
+
+    def __post_init__(self) -> None:
+        if self.size not in SIZES:
+            raise InputError(f"size: {self.size!r} is not one of {', '.join(SIZES)}")
+        if "num_classes" in self.overrides:
+            raise InputError("overrides.num_classes: set by data.classes (background included)")
+        validate_config(RefinerConfig, {**asdict(SIZES[self.size]), **self.overrides}, "overrides")
 
 
 @dataclass
@@ -85,6 +106,15 @@ class OptimConfig:
     min_lr_ratio: float = 0.02
     grad_clip: float = 1.0
     amp: bool = True  # CUDA only
+
+    def __post_init__(self) -> None:
+        _require(self, epochs=(self.epochs >= 1, ">= 1"),
+                 max_steps=(self.max_steps is None or self.max_steps >= 1, ">= 1"),
+                 max_minutes=(self.max_minutes is None or self.max_minutes > 0, "> 0"),
+                 batch_size=(self.batch_size >= 1, ">= 1"), accumulate=(self.accumulate >= 1, ">= 1"),
+                 lr=(self.lr > 0, "> 0"), weight_decay=(self.weight_decay >= 0, ">= 0"),
+                 warmup=(0 <= self.warmup < 1, "in [0, 1)"), min_lr_ratio=(0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+                 grad_clip=(self.grad_clip > 0, "> 0"))
 
 
 @dataclass
@@ -102,23 +132,24 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossWeights = field(default_factory=LossWeights)
 
+    def __post_init__(self) -> None:
+        _require(self, threads=(self.threads is None or self.threads >= 1, ">= 1"),
+                 num_workers=(self.num_workers >= 0, ">= 0"), val_every=(self.val_every >= 1, ">= 1"),
+                 vis_count=(self.vis_count >= 0, ">= 0"))
+        if not self.loss.ce and not self.loss.dice:
+            raise InputError("loss: at least one of ce and dice must be > 0")
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Dataclass from a dict, naming the offending key on unknown keys and recursing into nested dataclasses."""
-    if not isinstance(values, dict):
-        raise InputError(f"{where or 'config'}: expected a mapping, got {type(values).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in known:
-            raise InputError(f"{where}{key}: unknown key (known: {', '.join(known)})")
-        default = known[key].default_factory() if known[key].default_factory is not dataclasses.MISSING else None
-        kwargs[key] = _build(type(default), value, f"{where}{key}.") if dataclasses.is_dataclass(default) else value
-    return cls(**kwargs)
+
+def _require(config: object, **checks: tuple[bool, str]) -> None:
+    """InputError "field: expected <rule>, got <value>" for the first failed check of a config section."""
+    for name, (ok, rule) in checks.items():
+        if not ok:
+            raise InputError(f"{name}: expected {rule}, got {getattr(config, name)!r}")
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    return _build(TrainConfig, values, "")
+    """TrainConfig from a mapping, types checked; InputError naming the key at fault (e.g. `optim.lr`)."""
+    return validate_config(TrainConfig, values, "")
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -130,7 +161,10 @@ def load_config(path: str | Path) -> TrainConfig:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: invalid YAML ({exc})") from exc
-    config = config_from_dict(values)
+    try:
+        config = config_from_dict(values)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
     base = path.parent
     config.out_dir = str(base / config.out_dir)
     config.data.index = str(base / config.data.index) if config.data.index else ""
@@ -144,16 +178,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("device: cuda requested but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise InputError(f"device: {name!r} is not auto, cpu or cuda")
-    return torch.device(name)
 
 
 def split_samples(config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
@@ -179,11 +203,10 @@ def make_datasets(config: TrainConfig, train: list[Sample], val: list[Sample]) -
     return train_ds, val_ds
 
 
-def make_loader(config: TrainConfig, dataset: RefinerDataset,
-                context: distributed.DistributedContext) -> torch.utils.data.DataLoader:
-    """Shuffled batches; with `oversample`, frames holding rare classes are drawn more often (with replacement).
-    Under DDP each rank draws its own 1/world share of an epoch."""
-    generator = torch.Generator().manual_seed(config.seed + context.rank)
+def make_loader(config: TrainConfig, dataset: RefinerDataset, context: distributed.DistributedContext,
+                generator: torch.Generator) -> torch.utils.data.DataLoader:
+    """Batches in an order drawn from `generator`; with `oversample`, frames holding rare classes are drawn more
+    often (with replacement). Under DDP each rank draws its own 1/world share of an epoch."""
     weights = oversampling_weights(dataset.class_presence()) if config.data.oversample else None
     common = {"batch_size": config.optim.batch_size, "num_workers": config.num_workers,
               "drop_last": len(dataset) // context.world_size >= config.optim.batch_size}
@@ -210,13 +233,17 @@ def lr_factor(progress: float, warmup: float, min_ratio: float) -> float:
 class Budget:
     """Progress in [0, 1] of the run: the furthest of steps, and wall-clock time when a limit is set."""
 
+    clock: ClassVar[Callable[[], float]] = time.monotonic
     total_steps: int
     max_seconds: float | None
     elapsed_before: float = 0.0
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
 
     def elapsed(self) -> float:
-        return self.elapsed_before + time.monotonic() - self.started
+        return self.elapsed_before + self.clock() - self.started
 
     def progress(self, step: int) -> float:
         p = step / max(self.total_steps, 1)
@@ -348,155 +375,223 @@ class Logger:
 # ---------------------------------------------------------------------------------------------------- training
 def train(config: TrainConfig) -> dict[str, Any] | None:
     """Run a full training; return the summary (also written to <out_dir>/summary.json); None on DDP ranks > 0."""
+    run = set_up(config)
+    resume(run)
+    for epoch in range(run.epoch + 1, config.optim.epochs):
+        if run.progress() >= 1.0:
+            break
+        row = train_one_epoch(run, epoch)
+        finished = run.progress() >= 1.0 or epoch == config.optim.epochs - 1
+        validate_and_checkpoint(run, epoch, row, finished)
+        if finished:
+            break
+    return summarise(run)
+
+
+@dataclass
+class Run:
+    """Everything a training run carries from one step to the next."""
+
+    config: TrainConfig
+    out: Path
+    context: distributed.DistributedContext
+    device: torch.device
+    classes: list[str]
+    size: tuple[int, int]
+    train_samples: list[Sample]
+    val_samples: list[Sample]
+    train_ds: RefinerDataset
+    val_ds: RefinerDataset
+    loader: torch.utils.data.DataLoader
+    generator: torch.Generator
+    """The data order's RNG (shuffling or oversampling), saved in checkpoints so a resumed run draws the same."""
+    fingerprint: str
+    refiner: TinyRefiner
+    params: int
+    macs: int
+    criterion: RefinerLoss
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    budget: Budget
+    model: torch.nn.Module | None = None
+    """The training forward, DDP-wrapped under torchrun; set by `resume`."""
+    logger: Logger | None = None
+    epoch: int = -1
+    """The last finished epoch."""
+    step: int = 0
+    best: float = -1.0
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+
+    def progress(self) -> float:
+        """Run progress, rank 0's under DDP: every rank uses the same lr and stops at the same step."""
+        return distributed.from_rank_zero(self.context, self.budget.progress(self.step), self.device)
+
+
+def set_up(config: TrainConfig) -> Run:
+    """Seeds, device, data, model, loss, optimiser and budget of a fresh run."""
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     context = distributed.init_distributed()
-    main = context.is_main
     seed_everything(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = distributed.device_for(context, pick_device(config.device))
+    device = distributed.device_for(context, torch.device(resolve_device(config.device)))
     use_amp = config.optim.amp and device.type == "cuda"
-    classes = list(config.data.classes)
-    if not config.loss.ce and not config.loss.dice:
-        raise InputError("loss: at least one of ce and dice must be > 0")
+    classes, size = list(config.data.classes), (config.data.input_size[0], config.data.input_size[1])
 
-    # data
     train_samples, val_samples = split_samples(config)
     train_ds, val_ds = make_datasets(config, train_samples, val_samples)
-    loader = make_loader(config, train_ds, context)
-    fingerprint = data_fingerprint(train_samples)
+    generator = torch.Generator().manual_seed(config.seed + context.rank)
+    loader = make_loader(config, train_ds, context, generator)
 
-    # model, loss, optimiser
     model_config = refiner_config(config.model.size, num_classes=len(classes), **config.model.overrides)
-    size = tuple(config.data.input_size)
     check_input_size(model_config, size)
     refiner = TinyRefiner(model_config).to(device)
     params, macs = count_parameters(refiner), count_macs(refiner, size)
     log.info("refiner %s: %.3f M parameters, %.3f GMACs at %dx%d", config.model.size, params / 1e6, macs / 1e9, *size)
-    criterion = RefinerLoss(config.loss)
     optimizer = torch.optim.AdamW(refiner.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    steps_per_epoch = max(len(loader) // config.optim.accumulate, 1)
-    total_steps = steps_per_epoch * config.optim.epochs
+
+    total_steps = max(len(loader) // config.optim.accumulate, 1) * config.optim.epochs
     if config.optim.max_steps:
         total_steps = min(total_steps, config.optim.max_steps)
     max_seconds = config.optim.max_minutes * 60 if config.optim.max_minutes else None
+    return Run(config=config, out=out, context=context, device=device, classes=classes, size=size,
+               train_samples=train_samples, val_samples=val_samples, train_ds=train_ds, val_ds=val_ds, loader=loader,
+               generator=generator, fingerprint=data_fingerprint(train_samples), refiner=refiner, params=params,
+               macs=macs, criterion=RefinerLoss(config.loss), optimizer=optimizer,
+               scaler=torch.amp.GradScaler("cuda", enabled=use_amp), use_amp=use_amp,
+               budget=Budget(total_steps, max_seconds))
 
-    # resume
-    start_epoch, step, best, elapsed_before = 0, 0, -1.0, 0.0
-    if config.resume and (out / "last.pt").is_file():
-        state = torch.load(out / "last.pt", map_location=device, weights_only=True)
-        refiner.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, step = state["epoch"] + 1, state["scheduler"]["step"]
-        best, elapsed_before = state["scheduler"]["best"], state["scheduler"]["elapsed_s"]
-        log.info("resumed from %s at epoch %d, step %d", out / "last.pt", start_epoch, step)
-    elif config.resume:
-        log.warning("resume: %s not found, starting afresh", out / "last.pt")
-    budget = Budget(total_steps, max_seconds, elapsed_before)
-    logger = Logger(out, keep_rows=start_epoch > 0) if main else None
-    model = distributed.wrap(context, TrainingForward(refiner), device)
 
-    def progress() -> float:
-        """Run progress, rank 0's under DDP: every rank uses the same lr and stops at the same step."""
-        return distributed.from_rank_zero(context, budget.progress(step), device)
+def resume(run: Run) -> None:
+    """With `resume`, continue from <out_dir>/last.pt (weights, optimiser, GradScaler, data order, counters, clock);
+    then wrap the model for training (DDP under torchrun)."""
+    path = run.out / "last.pt"
+    if run.config.resume and path.is_file():
+        state = torch.load(path, map_location=run.device, weights_only=True)
+        run.refiner.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):  # empty when saved with AMP off
+            run.scaler.load_state_dict(state["scaler"])
+        if "data_rng" in state:  # absent from checkpoints written before it was saved
+            run.generator.set_state(state["data_rng"].cpu())
+        run.epoch, run.step = state["epoch"], state["scheduler"]["step"]
+        run.best = state["scheduler"]["best"]
+        run.budget.elapsed_before = state["scheduler"]["elapsed_s"]
+        log.info("resumed from %s after epoch %d, step %d", path, run.epoch, run.step)
+    elif run.config.resume:
+        log.warning("resume: %s not found, starting afresh", path)
+    run.logger = Logger(run.out, keep_rows=run.epoch >= 0) if run.context.is_main else None
+    run.model = distributed.wrap(run.context, TrainingForward(run.refiner), run.device)
+    run.model.train()
 
-    def save(path: Path, epoch: int, metrics: dict[str, Any]) -> None:
-        payload = checkpoint_payload(refiner, input_size=size, classes=classes, data_fingerprint=fingerprint,
-                                     val_metrics=metrics, epoch=epoch, optimizer=optimizer.state_dict(),
-                                     scheduler={"step": step, "best": best, "elapsed_s": budget.elapsed(),
-                                                "total_steps": total_steps})
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
 
-    # loop
-    model.train()
-    epoch, last_metrics = start_epoch - 1, {}
-    for epoch in range(start_epoch, config.optim.epochs):
-        if progress() >= 1.0:
-            break
-        train_ds.set_epoch(epoch)
-        if isinstance(loader.sampler, torch.utils.data.DistributedSampler):
-            loader.sampler.set_epoch(epoch)
-        sums: dict[str, float] = {}
-        batches = 0
-        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None if main else True)
-        for i, batch in enumerate(bar):
-            loss, parts = forward_loss(model, criterion, batch, device, use_amp)
-            scaler.scale(loss / config.optim.accumulate).backward()
-            for key, value in {"loss": float(loss.detach()), **{f"loss_{k}": v for k, v in parts.items()}}.items():
-                sums[key] = sums.get(key, 0.0) + value
-            batches += 1
-            if (i + 1) % config.optim.accumulate:
-                continue
-            lr = config.optim.lr * lr_factor(progress(), config.optim.warmup, config.optim.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(refiner.parameters(), config.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            bar.set_postfix(loss=f"{sums['loss'] / batches:.3f}", lr=f"{lr:.2e}")
-            if progress() >= 1.0:
-                break
-        optimizer.zero_grad(set_to_none=True)
-
-        row = {"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"], "elapsed_s": budget.elapsed(),
-               **{k: v / max(batches, 1) for k, v in sums.items()}}
-        finished = progress() >= 1.0 or epoch == config.optim.epochs - 1
-        if not main:
-            distributed.barrier(context)  # rank 0 validates and saves
-            if finished:
-                break
+def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
+    """One pass over the training data (gradient accumulation, AMP, warm-up + cosine lr); the epoch's log row."""
+    optim = run.config.optim
+    run.train_ds.set_epoch(epoch)
+    if isinstance(run.loader.sampler, torch.utils.data.DistributedSampler):
+        run.loader.sampler.set_epoch(epoch)
+    sums: dict[str, float] = {}
+    batches = 0
+    bar = tqdm(run.loader, desc=f"epoch {epoch}", leave=False, disable=None if run.context.is_main else True)
+    for i, batch in enumerate(bar):
+        loss, parts = forward_loss(run.model, run.criterion, batch, run.device, run.use_amp)
+        run.scaler.scale(loss / optim.accumulate).backward()
+        for key, value in {"loss": float(loss.detach()), **{f"loss_{k}": v for k, v in parts.items()}}.items():
+            sums[key] = sums.get(key, 0.0) + value
+        batches += 1
+        if (i + 1) % optim.accumulate:
             continue
-        if (epoch + 1) % config.val_every == 0 or finished:
-            last_metrics, overlays = evaluate(refiner, val_ds, classes, device, config.vis_count)
-            row.update(flat_metrics(last_metrics))
-            if last_metrics["refined"]["mean_dice"] > best:
-                best = last_metrics["refined"]["mean_dice"]
-                save(out / "best.pt", epoch, last_metrics)
-                write_overlays(out / "val_vis", overlays)
-        logger.write(row)
-        save(out / "last.pt", epoch, last_metrics)
-        log.info("epoch %d step %d loss %.4f %s", epoch, step, row.get("loss", float("nan")),
-                 " ".join(f"{k}={v:.3f}" for k, v in flat_metrics(last_metrics).items()) if last_metrics else "")
-        distributed.barrier(context)
-        if finished:
+        lr = optim.lr * lr_factor(run.progress(), optim.warmup, optim.min_lr_ratio)
+        optimizer_step(run, lr)
+        bar.set_postfix(loss=f"{sums['loss'] / batches:.3f}", lr=f"{lr:.2e}")
+        if run.progress() >= 1.0:
             break
+    run.optimizer.zero_grad(set_to_none=True)  # an incomplete last accumulation is dropped
+    return {"epoch": epoch, "step": run.step, "lr": run.optimizer.param_groups[0]["lr"],
+            "elapsed_s": run.budget.elapsed(), **{k: v / max(batches, 1) for k, v in sums.items()}}
 
-    digests = distributed.weight_digests(context, refiner)
-    del model  # DDP's reducer holds the process group: it must go before the group does (see distributed.finish)
-    distributed.finish(context)
-    if not main:
+
+def optimizer_step(run: Run, lr: float) -> None:
+    """Apply the accumulated gradients at `lr`, clipped, through the GradScaler; count the step."""
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    run.scaler.unscale_(run.optimizer)
+    torch.nn.utils.clip_grad_norm_(run.refiner.parameters(), run.config.optim.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+
+
+def validate_and_checkpoint(run: Run, epoch: int, row: dict[str, float], finished: bool) -> None:
+    """Rank 0: validate when due (best.pt and val_vis/ on a new best), log the epoch, save last.pt."""
+    run.epoch = epoch
+    if not run.context.is_main:
+        distributed.barrier(run.context)  # rank 0 validates and saves
+        return
+    if (epoch + 1) % run.config.val_every == 0 or finished:
+        run.last_metrics, overlays = evaluate(run.refiner, run.val_ds, run.classes, run.device, run.config.vis_count)
+        row.update(flat_metrics(run.last_metrics))
+        if run.last_metrics["refined"]["mean_dice"] > run.best:
+            run.best = run.last_metrics["refined"]["mean_dice"]
+            save_checkpoint(run, run.out / "best.pt")
+            write_overlays(run.out / "val_vis", overlays)
+    run.logger.write(row)
+    save_checkpoint(run, run.out / "last.pt")
+    log.info("epoch %d step %d loss %.4f %s", epoch, run.step, row.get("loss", float("nan")),
+             " ".join(f"{k}={v:.3f}" for k, v in flat_metrics(run.last_metrics).items()) if run.last_metrics else "")
+    distributed.barrier(run.context)
+
+
+def save_checkpoint(run: Run, path: Path) -> None:
+    """The checkpoint contract (refiner_net.checkpoint_payload) plus what an exact resume needs."""
+    payload = checkpoint_payload(
+        run.refiner, input_size=run.size, classes=run.classes, data_fingerprint=run.fingerprint,
+        val_metrics=run.last_metrics, epoch=run.epoch, optimizer=run.optimizer.state_dict(),
+        scheduler={"step": run.step, "best": run.best, "elapsed_s": run.budget.elapsed(),
+                   "total_steps": run.budget.total_steps})
+    payload["scaler"] = run.scaler.state_dict()
+    payload["data_rng"] = run.generator.get_state()
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def summarise(run: Run) -> dict[str, Any] | None:
+    """Close the process group, plot the curves and write summary.json (rank 0; None on the other ranks)."""
+    digests = distributed.weight_digests(run.context, run.refiner)
+    run.model = None  # DDP's reducer holds the process group: it must go before the group does (distributed.finish)
+    distributed.finish(run.context)
+    if not run.context.is_main:
         return None
-    logger.plot(out / "curves.png")
-    logger.close()
-    best_metrics = torch.load(out / "best.pt", map_location="cpu", weights_only=True)["val_metrics"] \
-        if (out / "best.pt").is_file() else {}
+    run.logger.plot(run.out / "curves.png")
+    run.logger.close()
+    best_path = run.out / "best.pt"
+    best_metrics = torch.load(best_path, map_location="cpu", weights_only=True)["val_metrics"] \
+        if best_path.is_file() else {}
     summary = {
-        "out_dir": str(out),
-        "epochs": epoch + 1,
-        "steps": step,
-        "elapsed_s": round(budget.elapsed(), 1),
-        "parameters": params,
-        "macs": macs,
-        "input_size": list(size),
-        "classes": classes,
-        "data_fingerprint": fingerprint,
-        "train_samples": len(train_samples),
-        "val_samples": len(val_samples),
-        "best_val_mean_dice": best,
+        "out_dir": str(run.out),
+        "epochs": run.epoch + 1,
+        "steps": run.step,
+        "elapsed_s": round(run.budget.elapsed(), 1),
+        "parameters": run.params,
+        "macs": run.macs,
+        "input_size": list(run.size),
+        "classes": run.classes,
+        "data_fingerprint": run.fingerprint,
+        "train_samples": len(run.train_samples),
+        "val_samples": len(run.val_samples),
+        "best_val_mean_dice": run.best,
         "best_val": best_metrics,
-        "last_val": last_metrics,
-        "config": asdict(config),
-        "checkpoint": str(out / "best.pt"),
-        "distributed": {"world_size": context.world_size, "backend": context.backend,
+        "last_val": run.last_metrics,
+        "config": asdict(run.config),
+        "checkpoint": str(best_path),
+        "distributed": {"world_size": run.context.world_size, "backend": run.context.backend,
                         "ranks_agree": len(set(digests)) == 1, "weight_sha256": digests},
     }
-    atomic_write_json(out / "summary.json", summary)
+    atomic_write_json(run.out / "summary.json", summary)
     return summary
 
 

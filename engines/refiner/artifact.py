@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from surgseg.engines.atomic import atomic_write_json
+from surgseg.engines.config import validate_config
 from surgseg.engines.errors import InputError
 
 SCHEMA_VERSION = 1
@@ -19,18 +21,71 @@ PRIOR_ENCODINGS = ("logits", "probabilities")
 FILE_KINDS = ("onnx", "torch")
 INPUT_NAMES = ("image", "prior")
 OUTPUT_NAME = "logits"
-REQUIRED_KEYS = (
-    "schema_version",
-    "classes",
-    "input_size",
-    "channel_order",
-    "normalisation",
-    "prior_encoding",
-    "data_fingerprint",
-    "val_metrics",
-    "exporter",
-    "files",
-)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        if min(self.std) <= 0:
+            raise InputError(f"std: must be positive, got {list(self.std)}")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    name: str
+    """A file name beside refiner.json."""
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if not self.name or Path(self.name).name != self.name:
+            raise InputError(f"name: {self.name!r} must be a file name beside refiner.json")
+        if not self.sha256:
+            raise InputError("sha256: expected a non-empty string")
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """The schema of `refiner.json` (checked by `engines.config.validate_config`); `inputs`/`outputs` repeat the
+    shapes for readers other than this runtime."""
+
+    schema_version: int
+    classes: list[str]
+    """Class names, background first: num_classes = len(classes)."""
+    input_size: list[int]
+    """[height, width] of the static model input."""
+    channel_order: str
+    normalisation: Normalisation
+    prior_encoding: str
+    data_fingerprint: str
+    val_metrics: dict[str, Any]
+    exporter: dict[str, str]
+    """Package versions that exported the model; `torch` at least."""
+    files: dict[str, ModelFile]
+    layout: str = "NCHW"
+    inputs: dict[str, list[int]] = field(default_factory=dict)
+    outputs: dict[str, list[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.classes) < 2 or not all(self.classes) or len(set(self.classes)) != len(self.classes):
+            raise InputError(f"classes: expected at least 2 distinct names (background first), got {self.classes!r}")
+        if len(self.input_size) != 2 or min(self.input_size) <= 0:
+            raise InputError(f"input_size: expected [height, width] positive integers, got {self.input_size!r}")
+        for key, value, allowed in (("channel_order", self.channel_order, CHANNEL_ORDERS),
+                                    ("prior_encoding", self.prior_encoding, PRIOR_ENCODINGS)):
+            if value not in allowed:
+                raise InputError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+        if not self.data_fingerprint:
+            raise InputError("data_fingerprint: expected a non-empty string")
+        if "torch" not in self.exporter:
+            raise InputError("exporter: missing key 'torch'")
+        unknown = [kind for kind in self.files if kind not in FILE_KINDS]
+        if unknown:
+            raise InputError(f"files.{unknown[0]}: unknown model kind (known: {', '.join(FILE_KINDS)})")
+        if "onnx" not in self.files:
+            raise InputError("files: missing key 'onnx'")
 
 
 @dataclass(frozen=True)
@@ -121,31 +176,30 @@ class RefinerArtifact:
 
     @classmethod
     def from_json(cls, payload: Any, meta_path: Path) -> RefinerArtifact:
-        """Validate a parsed `refiner.json`; an InputError names the first bad key."""
+        """Validate a parsed `refiner.json`; an InputError names the file and the first bad key."""
         if not isinstance(payload, dict):
             raise InputError(f"{meta_path}: expected a JSON object, got {type(payload).__name__}")
-        missing = [key for key in REQUIRED_KEYS if key not in payload]
-        if missing:
-            raise InputError(f"{meta_path}: missing key '{missing[0]}'")
-        check = _Checker(meta_path)
-        version = payload["schema_version"]
+        version = payload.get("schema_version")
         if version != SCHEMA_VERSION:
             raise InputError(f"{meta_path}: schema_version {version!r} unsupported (this runtime reads "
                              f"{SCHEMA_VERSION})")
-        mean, std = check.normalisation(payload["normalisation"])
-        known = set(REQUIRED_KEYS) | {"layout", "inputs", "outputs"}
+        known = {f.name for f in dataclasses.fields(Metadata)}
+        try:
+            meta = validate_config(Metadata, {k: v for k, v in payload.items() if k in known}, "")
+        except InputError as exc:
+            raise InputError(f"{meta_path}: {exc}") from None
         return cls(
             folder=meta_path.parent,
-            classes=check.classes(payload["classes"]),
-            input_size=check.input_size(payload["input_size"]),
-            mean=mean,
-            std=std,
-            prior_encoding=check.choice("prior_encoding", payload["prior_encoding"], PRIOR_ENCODINGS),
-            data_fingerprint=check.text("data_fingerprint", payload["data_fingerprint"]),
-            val_metrics=check.mapping("val_metrics", payload["val_metrics"]),
-            exporter=check.versions(payload["exporter"]),
-            files=check.files(payload["files"]),
-            channel_order=check.choice("channel_order", payload["channel_order"], CHANNEL_ORDERS),
+            classes=tuple(meta.classes),
+            input_size=(meta.input_size[0], meta.input_size[1]),
+            mean=meta.normalisation.mean,
+            std=meta.normalisation.std,
+            prior_encoding=meta.prior_encoding,
+            data_fingerprint=meta.data_fingerprint,
+            val_metrics=meta.val_metrics,
+            exporter=meta.exporter,
+            files={kind: {"name": entry.name, "sha256": entry.sha256} for kind, entry in meta.files.items()},
+            channel_order=meta.channel_order,
             extra={key: value for key, value in payload.items() if key not in known},
         )
 
@@ -179,85 +233,3 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-class _Checker:
-    """Type checks for `refiner.json` fields; each failure is an InputError naming file and key."""
-
-    def __init__(self, meta_path: Path) -> None:
-        self.meta_path = meta_path
-
-    def fail(self, key: str, what: str) -> InputError:
-        return InputError(f"{self.meta_path}: {key}: {what}")
-
-    def classes(self, value: Any) -> tuple[str, ...]:
-        if not isinstance(value, list) or len(value) < 2 or not all(isinstance(v, str) and v for v in value):
-            raise self.fail("classes", f"expected a list of at least 2 names (background first), got {value!r}")
-        if len(set(value)) != len(value):
-            raise self.fail("classes", f"duplicate names in {value!r}")
-        return tuple(value)
-
-    def input_size(self, value: Any) -> tuple[int, int]:
-        ok = isinstance(value, list) and len(value) == 2 and all(_is_int(v) and v > 0 for v in value)
-        if not ok:
-            raise self.fail("input_size", f"expected [height, width] positive integers, got {value!r}")
-        return int(value[0]), int(value[1])
-
-    def normalisation(self, value: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        if not isinstance(value, dict):
-            raise self.fail("normalisation", f"expected {{mean: [3], std: [3]}}, got {value!r}")
-        result = []
-        for key in ("mean", "std"):
-            triple = value.get(key)
-            if not (isinstance(triple, list) and len(triple) == 3 and all(_is_number(v) for v in triple)):
-                raise self.fail(f"normalisation.{key}", f"expected 3 numbers, got {triple!r}")
-            result.append(tuple(float(v) for v in triple))
-        if min(result[1]) <= 0:
-            raise self.fail("normalisation.std", f"must be positive, got {list(result[1])}")
-        return result[0], result[1]
-
-    def choice(self, key: str, value: Any, allowed: tuple[str, ...]) -> str:
-        if value not in allowed:
-            raise self.fail(key, f"{value!r} is not one of {', '.join(allowed)}")
-        return value
-
-    def text(self, key: str, value: Any) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.fail(key, f"expected a non-empty string, got {value!r}")
-        return value
-
-    def mapping(self, key: str, value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(key, f"expected an object, got {type(value).__name__}")
-        return value
-
-    def versions(self, value: Any) -> dict[str, str]:
-        versions = self.mapping("exporter", value)
-        for name, version in versions.items():
-            if not isinstance(version, str):
-                raise self.fail(f"exporter.{name}", f"expected a version string, got {version!r}")
-        if "torch" not in versions:
-            raise self.fail("exporter", "missing key 'torch'")
-        return versions
-
-    def files(self, value: Any) -> dict[str, dict[str, str]]:
-        files = self.mapping("files", value)
-        if "onnx" not in files:
-            raise self.fail("files", "missing key 'onnx'")
-        for kind, entry in files.items():
-            if kind not in FILE_KINDS:
-                raise self.fail(f"files.{kind}", f"unknown model kind (known: {', '.join(FILE_KINDS)})")
-            for key in ("name", "sha256"):
-                if not isinstance(entry, dict) or not isinstance(entry.get(key), str) or not entry.get(key):
-                    raise self.fail(f"files.{kind}.{key}", "expected a non-empty string")
-            if Path(entry["name"]).name != entry["name"]:
-                raise self.fail(f"files.{kind}.name", f"{entry['name']!r} must be a file name beside refiner.json")
-        return files
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
