@@ -8,7 +8,8 @@ H and W must be multiples of 2**depth.
 
 Checkpoint contract (read by export and runtime): a torch.save'd dict with keys `model` (state_dict),
 `refiner_config` (asdict(RefinerConfig)), `input_size` [H, W], `classes` (names incl. background), `normalisation`
-{mean, std}, `prior_encoding` ("logits"), `data_fingerprint`, `val_metrics`, `epoch`, `optimizer`, `scheduler`.
+{mean, std}, `prior_encoding` ("logits"), `data_fingerprint`, `val_metrics`, `epoch`, `optimizer`, `scheduler`;
+training adds `scaler` (GradScaler state) and `data_rng` (the data order's generator state) for an exact resume.
 """
 
 from __future__ import annotations
