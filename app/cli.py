@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "surgseg.training.cmd_priors",
     "surgseg.training.cmd_train",
     "surgseg.training.cmd_export",
+    "surgseg.training.cmd_export_sam2",
     "surgseg.app.cmd_weights",
     "surgseg.app.cmd_sweep",
     "surgseg.app.cmd_qa",

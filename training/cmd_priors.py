@@ -21,6 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num-classes", type=int, help="default: classes.yaml beside the index")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="torch",
+                        help="run SAM 2's modules in torch or from an export (--exported)")
+    parser.add_argument("--precision", default="fp32", help="fp32 | int8 (onnxruntime) | fp16 (tensorrt)")
+    parser.add_argument("--exported", type=Path, help="folder from `surgseg export-sam2` (same model and --size)")
     parser.set_defaults(handler=run_priors)
 
 
@@ -32,7 +36,8 @@ def run_priors(args: argparse.Namespace) -> int:
 
     config = PriorsConfig(index=args.index, out=args.out, prompts=args.prompts, source=args.source,
                           model=args.model, checkpoint=args.checkpoint, size=args.size, shard=_shard(args.shard),
-                          seed=args.seed, device=args.device, num_classes=args.num_classes)
+                          seed=args.seed, device=args.device, num_classes=args.num_classes, backend=args.backend,
+                          precision=args.precision, exported=args.exported)
     summary = generate_priors(config)
     table = Table(title=f"priors ({summary['source']}) → {args.out}")
     table.add_column("item")
@@ -43,6 +48,7 @@ def run_priors(args: argparse.Namespace) -> int:
         table.add_row(f"class {class_id}: frames gt / prior / mean Dice",
                       f"{cov['gt_frames']} / {cov['prior_frames']} / {cov['mean_dice_vs_gt']}")
     table.add_row("model", str(summary["model"]))
+    table.add_row("backend", str(summary["backend"]))
     table.add_row("checkpoint sha256", str(summary["checkpoint_sha256"]))
     Console().print(table)
     return 1 if summary["counts"]["failed"] else 0

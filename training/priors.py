@@ -37,6 +37,9 @@ class PriorsConfig:
     seed: int = 0  # simulate: rng per image = (seed, crc32(stem)); sam2: random-init weights
     device: str = "cpu"
     num_classes: int | None = None  # default: classes.yaml beside the index
+    backend: str = "torch"  # torch | onnxruntime | tensorrt (the last two run the modules in `exported`)
+    precision: str = "fp32"  # fp32 | int8 (onnxruntime) | fp16 (tensorrt) | bf16/fp16 (torch on CUDA)
+    exported: Path | None = None  # folder written by `surgseg export-sam2` for this model and size
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -108,6 +111,7 @@ def generate_priors(config: PriorsConfig) -> dict[str, Any]:
         "model": make.model_name,
         "checkpoint_sha256": make.checkpoint_sha256,
         "image_size": config.size if config.source == "sam2" else None,
+        "backend": f"{config.backend} {config.precision}" if config.source == "sam2" else None,
         "index": str(config.index),
         "shard": f"{i}/{n}",
         "num_classes": num_classes,
@@ -167,14 +171,16 @@ class _SimulatedPriors(_Source):
 
 class _SAM2Priors(_Source):
     def __init__(self, config: PriorsConfig) -> None:
-        from surgseg.engines.sam2.config import ModelConfig, SAM2Config, canonical_model_name
+        from surgseg.engines.sam2.config import ModelConfig, RuntimeConfig, SAM2Config, canonical_model_name
         from surgseg.engines.sam2.stream import StreamingSAM2
         from surgseg.engines.sam2.weights import file_sha256
 
         checkpoint = str(config.checkpoint) if config.checkpoint else None
         model = ModelConfig(name=config.model, image_size=config.size, checkpoint=checkpoint,
                             random_weights_seed=config.seed)
-        self.engine = StreamingSAM2(SAM2Config(model=model), config.device)
+        runtime = RuntimeConfig(backend=config.backend, precision=config.precision,
+                                exported=str(config.exported) if config.exported else None)
+        self.engine = StreamingSAM2(SAM2Config(model=model, runtime=runtime), config.device)
         self.prompts = config.prompts
         self.model_name = canonical_model_name(config.model)
         self.checkpoint_sha256 = file_sha256(config.checkpoint) if config.checkpoint else "random-init"

@@ -132,6 +132,10 @@ class RuntimeConfig:
     """fp32 | bf16 | fp16 (CUDA autocast with torch; FP16 engines with TensorRT) | int8 (ONNX Runtime)."""
     compile: bool = False
     """torch.compile the image encoder (torch backend on CUDA)."""
+    cuda_graph: bool = False
+    """Replay the image encoder from a captured CUDA graph (torch backend on CUDA; not with `compile`)."""
+    threads: int = 0
+    """Intra-op threads SAM 2 may use on a CPU (torch or ONNX Runtime); 0 = the library's default (every core)."""
     warp: str = "none"
     """async: carry a prior made on an older frame to the current one with dense optical flow (`flow`)."""
     exported: Annotated[str | None, ExistingPath] = None
@@ -139,7 +143,8 @@ class RuntimeConfig:
 
     def __post_init__(self) -> None:
         _check({"mode": self.mode in MODES, "backend": self.backend in BACKENDS,
-                           "precision": self.precision in PRECISIONS, "warp": self.warp in WARPS}, self)
+                "precision": self.precision in PRECISIONS, "warp": self.warp in WARPS, "threads": self.threads >= 0,
+                "cuda_graph": not (self.cuda_graph and self.compile)}, self)
 
 
 @dataclass(frozen=True)

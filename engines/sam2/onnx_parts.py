@@ -129,9 +129,10 @@ class HeadsPart(nn.Module):
 
 
 class MaskHeadsPart(nn.Module):
-    """The object pointer SAM 2 derives from a mask used as output (`_use_mask_as_output`'s decoder call)."""
+    """The object pointer SAM 2 derives from a mask used as output (`_use_mask_as_output`'s decoder call). The
+    pointer does not depend on the decoder's high-resolution features: zeros stand in for them."""
 
-    INPUTS = ("pix", "high_res0", "high_res1", "mask")
+    INPUTS = ("pix", "mask")
     OUTPUTS = ("obj_ptr",)
     DYNAMIC: dict[str, dict[int, str]] = {}
 
@@ -139,9 +140,13 @@ class MaskHeadsPart(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, pix, high_res0, high_res1, mask) -> torch.Tensor:
+    def forward(self, pix, mask) -> torch.Tensor:
+        decoder = self.model.sam_mask_decoder
+        h, w = pix.shape[-2:]
+        high_res = [pix.new_zeros(1, decoder.conv_s0.out_channels, 4 * h, 4 * w),
+                    pix.new_zeros(1, decoder.conv_s1.out_channels, 2 * h, 2 * w)]
         out = self.model._forward_sam_heads(backbone_features=pix, mask_inputs=self.model.mask_downsample(mask),
-                                            high_res_features=[high_res0, high_res1])
+                                            high_res_features=high_res)
         return out[5]
 
 

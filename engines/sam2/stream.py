@@ -12,6 +12,9 @@ into S x S by the same letterbox (the identity when they were made on the S x S 
 With `memory.every=1`, `memory.max_memories=6`, `fifo` and `model.postprocessing=False` the logits equal the official
 `SAM2VideoPredictor` (same weights, frames and prompts). Ordinary memories get SAM 2's temporal encodings by recency
 rank (newest first); ranks beyond SAM 2's six slots reuse the oldest slot.
+
+The heavy module calls (image encoder, memory attention, decoder heads, memory encoder) go through `self.modules`
+(`backends.SAM2Modules`: torch, ONNX Runtime or TensorRT, from `config.runtime`); the memory bank is the same for all.
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ import torch.nn.functional as F
 from surgseg.engines.errors import InputError
 from surgseg.engines.letterbox import letterbox_geometry
 from surgseg.engines.preprocess import mask_to_model, model_input
-from surgseg.engines.sam2.prompts import ClassPrompts, Prompt
+from surgseg.engines.sam2.backends import SAM2Modules, make_modules
 from surgseg.engines.sam2.config import SAM2Config
 from surgseg.engines.sam2.model import build_sam2_model
+from surgseg.engines.sam2.prompts import ClassPrompts, Prompt
 
 NO_OBJ_SCORE = -1024.0
 BOX_LABELS = (2, 3)
-AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -106,7 +109,9 @@ def prune_victim(features: list[torch.Tensor], newest: torch.Tensor, policy: str
 class StreamingSAM2:
     """Frame-by-frame SAM 2 tracking of every prompted foreground class with bounded memory."""
 
-    def __init__(self, config: SAM2Config, device: str = "cpu", model: torch.nn.Module | None = None) -> None:
+    def __init__(self, config: SAM2Config, device: str = "cpu", model: torch.nn.Module | None = None,
+                 modules: SAM2Modules | None = None) -> None:
+        """`modules` runs the heavy SAM 2 calls; default: the backend `config.runtime` names (see `backends`)."""
         self.config = config
         self.memory = config.memory
         self.model = model if model is not None else build_sam2_model(config.model, device)
@@ -114,11 +119,8 @@ class StreamingSAM2:
         if self.image_size != config.model.image_size:
             raise InputError(f"model.image_size: {config.model.image_size} but the model was built for "
                              f"{self.image_size}")
-        if config.runtime.precision not in AUTOCAST:
-            raise InputError(f"runtime.precision: {config.runtime.precision} needs the onnxruntime backend")
         self.device = torch.device(device)
-        if config.runtime.compile and self.device.type == "cuda":
-            self.model.image_encoder.forward = torch.compile(self.model.image_encoder.forward, dynamic=False)
+        self.modules = modules if modules is not None else make_modules(self.model, config, device)
         self._num_classes = 0
         self._banks: dict[int, _ObjectBank] = {}
         self._frame = -1
@@ -204,11 +206,9 @@ class StreamingSAM2:
             binary = (boxed == class_id).to(self.device)
             if not include_empty and not bool(binary.any()):
                 continue
-            mask_input = binary[None, None].float()
             feats = self._features
-            with self._autocast():
-                out = self.model._use_mask_as_output(feats.top(), feats.high_res(), mask_input)
-            low, high, _, _, _, ptr, score = (x.float() for x in out)
+            mask_input = binary[None, None].float()
+            low, high, ptr, score = self.modules.mask_as_output(feats.top(), feats.high_res(), mask_input)
             bank = self._banks.setdefault(class_id, _ObjectBank())
             bank.pending = _Pending(self._frame, low, high, score, ptr, cond=True, from_points=False, encode=True)
             bank.nonpositive_run = 0
@@ -266,15 +266,8 @@ class StreamingSAM2:
         if num_classes != self._num_classes:
             raise InputError(f"prompts: num_classes {num_classes} differs from the seed's {self._num_classes}")
 
-    def _autocast(self):
-        dtype = AUTOCAST[self.config.runtime.precision]
-        return torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None and self.device.type == "cuda")
-
     def _encode(self, image: torch.Tensor) -> _Features:
-        with self._autocast():
-            backbone = self.model.forward_image(image)
-        _, feats, pos, sizes = self.model._prepare_backbone_features(backbone)
-        return _Features(feats, pos, sizes)
+        return _Features(*self.modules.encode_image(image))
 
     def _point_inputs(self, prompt: Prompt | None, prompts: ClassPrompts) -> dict[str, torch.Tensor]:
         """SAM 2 point inputs: box corners (labels 2, 3) then the points, letterboxed from the prompts' image size
@@ -308,12 +301,7 @@ class StreamingSAM2:
         return self._heads(pix, self._features, point_inputs, is_init=False)
 
     def _heads(self, pix: torch.Tensor, feats: _Features, points, is_init: bool):
-        with self._autocast():
-            out = self.model._forward_sam_heads(
-                backbone_features=pix, point_inputs=points, mask_inputs=None,
-                high_res_features=feats.high_res(), multimask_output=self.model._use_multimask(is_init, points))
-        _, _, _, low, high, ptr, score = out
-        return low.float(), high.float(), ptr.float(), score.float()
+        return self.modules.heads(pix, feats.high_res(), points, self.model._use_multimask(is_init, points))
 
     def _memory_conditioned(self, bank: _ObjectBank, feats: _Features) -> torch.Tensor:
         """Current features fused (memory attention) with the object's conditioning frames, memories, pointers."""
@@ -338,11 +326,8 @@ class StreamingSAM2:
                 memory.append(tokens)
                 memory_pos.append(token_pos)
                 num_ptr_tokens = tokens.shape[0]
-        with self._autocast():
-            fused = model.memory_attention(
-                curr=feats.vision_feats[-1:], curr_pos=feats.vision_pos[-1:],
-                memory=torch.cat(memory, dim=0), memory_pos=torch.cat(memory_pos, dim=0),
-                num_obj_ptr_tokens=num_ptr_tokens)
+        fused = self.modules.memory_attention(feats.vision_feats[-1], feats.vision_pos[-1], torch.cat(memory, dim=0),
+                                              torch.cat(memory_pos, dim=0), num_ptr_tokens)
         h, w = feats.feat_sizes[-1]
         return fused.permute(1, 2, 0).reshape(1, model.hidden_dim, h, w)
 
@@ -393,12 +378,10 @@ class StreamingSAM2:
 
     def _encode_memory(self, p: _Pending) -> torch.Tensor:
         """SAM 2's memory encoder on the pending mask; stored in bfloat16 as the video predictor does."""
-        with self._autocast():
-            features, pos = self.model._encode_new_memory(
-                current_vision_feats=self._features.vision_feats, feat_sizes=self._features.feat_sizes,
-                pred_masks_high_res=p.high_res, object_score_logits=p.score_logits, is_mask_from_pts=p.from_points)
+        features, pos = self.modules.encode_memory(self._features.vision_feats[-1], p.high_res, p.score_logits,
+                                                   p.from_points)
         if self._maskmem_pos is None:
-            self._maskmem_pos = pos[-1][0:1].float().clone()
+            self._maskmem_pos = pos[0:1].float().clone()
         return features.to(torch.bfloat16)
 
     def _add_cond(self, bank: _ObjectBank, entry: _Entry) -> None:
