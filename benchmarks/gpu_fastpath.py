@@ -3,7 +3,7 @@
 - refiner 736×1280, fp16 + CUDA graph: BatchNorm unfused vs folded × NCHW vs channels_last, then `RefinerRuntime`
   (torch backend) as the graph runs it;
 - SAM 2 tiny at 512 px, bf16: `forward_image` eager vs replayed from a CUDA graph (`EncoderGraph`), and
-  `StreamingSAM2.step` eager vs with the graph installed on its model (`install_encoder_graph`);
+  `StreamingSAM2.step` eager vs with `runtime.cuda_graph` (the encoder replayed from a CUDA graph);
 - the synthetic source: ms per 1280×720 frame;
 - the temporal filter: ms per frame with 736×1280 logits and a 1280×720 source, and its component clean-up alone
   (connected-component labelling, vs cupyx `binary_fill_holes` for the old path's hole filling).
@@ -162,22 +162,16 @@ def sam2_rows(frame_size: tuple[int, int], frames: int, cuda: bool, sam2: bool) 
 
 def streaming_step(frame_size: tuple[int, int], install_graph: bool) -> Callable[[], object]:
     """`StreamingSAM2.step` over synthetic frames (preprocessed up front), seeded from the first frame's mask; with
-    `install_graph` the encoder is replaced on the engine's model instance by `install_encoder_graph` (stream.py as
-    is)."""
-    import torch
-
+    `install_graph` the engine runs with `runtime.cuda_graph` (the image encoder replayed from a CUDA graph)."""
     from surgseg.engines.sam2.config import ModelConfig, RuntimeConfig, SAM2Config
-    from surgseg.engines.sam2.cuda_graph import install_encoder_graph
     from surgseg.engines.sam2.prompts import prompts_from_mask
     from surgseg.engines.sam2.stream import StreamingSAM2
     from surgseg.engines.video.synthetic import SyntheticClipConfig, synthetic_clip
 
     h, w = frame_size
     clip = list(synthetic_clip(SyntheticClipConfig(size=(w, h), frames=21, num_classes=2, presence=((0, 21),))))
-    config = SAM2Config(model=ModelConfig(name="tiny", image_size=SAM2_SIDE), runtime=RuntimeConfig(precision="bf16"))
-    engine = StreamingSAM2(config, "cuda")
-    if install_graph:
-        install_encoder_graph(engine.model, torch.bfloat16)
+    runtime = RuntimeConfig(precision="bf16", cuda_graph=install_graph)
+    engine = StreamingSAM2(SAM2Config(model=ModelConfig(name="tiny", image_size=SAM2_SIDE), runtime=runtime), "cuda")
     images = [engine.preprocess(frame) for frame, _, _ in clip]
     engine.seed(images[0], prompts_from_mask(clip[0][1], 2))
     frames = itertools.cycle(images[1:])

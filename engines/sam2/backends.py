@@ -4,7 +4,8 @@
 the expensive modules; the torch model still supplies SAM 2's small glue (embeddings, pointer encodings).
 `make_modules(model, config)` picks the implementation from `config.runtime.backend`:
 
-- `torch`: the model's own calls (CUDA autocast for bf16/fp16, optional torch.compile of the image encoder);
+- `torch`: the model's own calls (CUDA autocast for bf16/fp16, optional torch.compile or CUDA-graph replay of the
+  image encoder);
 - `onnxruntime`: the exported ONNX files (`precision` fp32 or int8), CUDA EP on a GPU, CPU EP otherwise;
 - `tensorrt`: FP16 engines built from the same ONNX files (needs CUDA and the `tensorrt` package).
 """
@@ -53,15 +54,20 @@ class SAM2Modules(Protocol):
         """`_encode_new_memory` from the top-level features (HW,1,C): memory features and their position encoding."""
 
 
-def make_modules(model: torch.nn.Module, config: SAM2Config, device: str = "cpu", threads: int = 2) -> SAM2Modules:
+def make_modules(model: torch.nn.Module, config: SAM2Config, device: str = "cpu",
+                 threads: int | None = None) -> SAM2Modules:
     """The backend `config.runtime` asks for, over `model` (torch) or the export in `config.runtime.exported`
-    (checked against `config.model` first); `threads`: ONNX Runtime's intra-op threads on a CPU."""
+    (checked against `config.model` first); `threads`: intra-op threads on a CPU (default `runtime.threads`, 0 = the
+    library's own default)."""
     runtime = config.runtime
+    threads = runtime.threads if threads is None else threads
     if runtime.backend == "torch":
         if runtime.precision not in TORCH_PRECISIONS:
             raise InputError(f"runtime.precision: {runtime.precision!r} needs backend onnxruntime (torch runs "
                              f"{', '.join(TORCH_PRECISIONS)})")
-        return TorchModules(model, runtime.precision, runtime.compile, device)
+        if threads and torch.device(device).type == "cpu":
+            torch.set_num_threads(threads)  # process-wide: torch has one intra-op pool
+        return TorchModules(model, runtime.precision, runtime.compile, device, runtime.cuda_graph)
     if runtime.exported is None:
         raise InputError(f"runtime.exported: backend {runtime.backend} needs the folder written by "
                          "`surgseg export-sam2`")
@@ -84,12 +90,17 @@ class TorchModules:
     name = "torch"
 
     def __init__(self, model: torch.nn.Module, precision: str = "fp32", compile: bool = False,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", cuda_graph: bool = False) -> None:
         self.model = model
         self.device = torch.device(device)
         self.dtype = AUTOCAST.get(precision)
+        self.forward_image = model.forward_image
         if compile and self.device.type == "cuda":
             model.image_encoder.forward = torch.compile(model.image_encoder.forward, dynamic=False)
+        if cuda_graph:  # refuses clearly on a CPU; outputs are copied, so the features kept for memory stay valid
+            from surgseg.engines.sam2.cuda_graph import EncoderGraph
+
+            self.forward_image = EncoderGraph(model, self.dtype)
 
     def _autocast(self):
         enabled = self.dtype is not None and self.device.type == "cuda"
@@ -97,7 +108,7 @@ class TorchModules:
 
     def encode_image(self, image: torch.Tensor) -> Features:
         with self._autocast():
-            backbone = self.model.forward_image(image)
+            backbone = self.forward_image(image)
         _, feats, pos, sizes = self.model._prepare_backbone_features(backbone)
         return feats, pos, sizes
 

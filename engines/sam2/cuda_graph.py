@@ -86,13 +86,6 @@ def _autocast(dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype, cache_enabled=False)
 
 
-def install_encoder_graph(model: torch.nn.Module, dtype: torch.dtype | None = None, **options: Any) -> EncoderGraph:
-    """Capture `model.forward_image` and put the replaying wrapper in its place on this model instance."""
-    graph = EncoderGraph(model, dtype, **options)
-    model.forward_image = graph
-    return graph
-
-
 def map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     """`fn` applied to every tensor inside nested dicts, lists and tuples (other values unchanged)."""
     if isinstance(value, torch.Tensor):

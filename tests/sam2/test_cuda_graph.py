@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from surgseg.engines.errors import InputError
-from surgseg.engines.sam2.cuda_graph import EncoderGraph, install_encoder_graph, map_tensors
+from surgseg.engines.sam2.cuda_graph import EncoderGraph, map_tensors
 
 SIZE = 256
 
@@ -77,7 +77,7 @@ def test_static_outputs_are_overwritten_by_the_next_replay():
 
 
 @pytest.mark.cuda
-def test_streaming_step_with_installed_graph_matches_eager():
+def test_streaming_step_with_the_encoder_graph_matches_eager():
     _require_cuda()
     import numpy as np
 
@@ -85,9 +85,11 @@ def test_streaming_step_with_installed_graph_matches_eager():
     from surgseg.engines.sam2.prompts import prompts_from_mask
     from surgseg.engines.sam2.stream import StreamingSAM2
 
-    config = SAM2Config(model=ModelConfig(image_size=SIZE), runtime=RuntimeConfig(precision="bf16"))
-    eager, graphed = (StreamingSAM2(config, device="cuda", model=_sam2("cuda")) for _ in range(2))
-    install_encoder_graph(graphed.model, torch.bfloat16)
+    model = _sam2("cuda")
+    eager, graphed = (StreamingSAM2(SAM2Config(model=ModelConfig(image_size=SIZE),
+                                               runtime=RuntimeConfig(precision="bf16", cuda_graph=graph)),
+                                    device="cuda", model=model) for graph in (False, True))
+    assert graphed.modules.forward_image is not model.forward_image
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(3)]
     mask = np.zeros((SIZE, SIZE), np.uint8)
