@@ -123,14 +123,20 @@ def require_gate(result: GateResult) -> None:
     log.info("TensorRT %s", result.message())
 
 
+Profiles = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+"""A dynamic input's (min, opt, max) shapes, by input name: one optimisation profile."""
+
+
 def build_engine(
     onnx_path: str | os.PathLike,
     engine_out: str | os.PathLike,
     config: BuildConfig,
     calibration: Iterable[tuple[np.ndarray, np.ndarray]] | None = None,
     calibration_cache: str | os.PathLike | None = None,
+    profiles: Profiles | None = None,
 ) -> Path:
-    """Build a serialized engine from ONNX into `engine_out` (atomic), reusing and updating the timing cache."""
+    """Build a serialized engine from ONNX into `engine_out` (atomic), reusing and updating the timing cache;
+    `profiles` gives the shapes of dynamic inputs (static ONNX files need none)."""
     import tensorrt as trt
 
     if config.precision == "int8" and calibration is None:
@@ -149,6 +155,11 @@ def build_engine(
     if config.precision == "int8":
         builder_config.set_flag(trt.BuilderFlag.INT8)
         builder_config.int8_calibrator = entropy_calibrator(calibration, calibration_cache)
+    if profiles:
+        profile = builder.create_optimization_profile()
+        for name, (low, opt, high) in profiles.items():
+            profile.set_shape(name, low, opt, high)
+        builder_config.add_optimization_profile(profile)
     log.info("building TensorRT %s engine from %s (minutes on first build)", config.precision, onnx_path)
     serialized = builder.build_serialized_network(network, builder_config)
     if serialized is None:

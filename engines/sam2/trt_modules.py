@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from surgseg.engines.atomic import atomic_path
 from surgseg.engines.errors import InputError
 from surgseg.engines.refiner.runtime import tensorrt_usable
-from surgseg.engines.refiner.trt_engine import _attach_timing_cache, engine_path, timing_cache_path
+from surgseg.engines.refiner.trt_engine import (BuildConfig, Profiles, build_engine, engine_path,
+                                                timing_cache_path)
 from surgseg.engines.sam2.backends import ExportedModules
 from surgseg.engines.sam2.config import MemoryConfig
 from surgseg.engines.sam2.manifest import ExportManifest
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 MAX_PROMPT_POINTS = 64
 WORKSPACE_GIB = 4.0
 
-Profiles = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]  # input -> (min, opt, max) shapes
 
 
 def require_tensorrt(device: str = "cuda") -> None:
@@ -68,39 +67,9 @@ def cached_engine(manifest: ExportManifest, part: str, shapes: Profiles) -> Path
     path = engine_path(keyed, gpu, trt.__version__, "fp16")
     if not path.is_file():
         cache = timing_cache_path(manifest.folder / "sam2.onnx", gpu, trt.__version__)
-        build_fp16_engine(onnx_path, path, shapes, cache)
+        build = BuildConfig(precision="fp16", workspace_gib=WORKSPACE_GIB, timing_cache=cache)
+        build_engine(onnx_path, path, build, profiles=shapes)
     return path
-
-
-def build_fp16_engine(onnx_path: Path, engine_out: Path, shapes: Profiles, timing_cache: Path) -> Path:
-    """Parse the ONNX, add one optimisation profile for its dynamic inputs, build FP16; write engine, timing cache."""
-    import tensorrt as trt
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"{onnx_path}: TensorRT cannot parse the ONNX: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(WORKSPACE_GIB * (1 << 30)))
-    config.set_flag(trt.BuilderFlag.FP16)
-    _attach_timing_cache(config, timing_cache)
-    if shapes:
-        profile = builder.create_optimization_profile()
-        for name, (low, opt, high) in shapes.items():
-            profile.set_shape(name, low, opt, high)
-        config.add_optimization_profile(profile)
-    log.info("building TensorRT fp16 engine from %s (minutes on first build)", onnx_path.name)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise RuntimeError(f"{onnx_path}: TensorRT failed to build an fp16 engine (see its log above)")
-    with atomic_path(engine_out) as tmp:
-        tmp.write_bytes(bytes(serialized))
-    with atomic_path(timing_cache) as tmp:
-        tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-    return engine_out
 
 
 class _EnginePart:
