@@ -2,8 +2,10 @@
 
 Steps: the CUDA-marked tests; the TensorRT FP16 engine and its accuracy gate; the refiner at 736×1280 (goal ≤ 1 ms
 with the torch CUDA backend, fp16 + CUDA graph; ONNX Runtime CPU beside it); SAM 2 tiny streaming steps at 512 and
-1024 px (bf16); the replay graph end-to-end on a synthetic 1280×720 clip (p50/p95/p99 from its latency JSON). It ends
-with one table and `benchmarks/results/gpu_check.json`, within about 8 minutes.
+1024 px (bf16) and per SAM 2 backend at 512 px (torch fp32 / bf16 / bf16 + encoder CUDA graph, ONNX Runtime CUDA,
+TensorRT FP16 where they exist); the replay graph end-to-end on a synthetic 1280×720 clip with SAM 2 sync and async
+(p50/p95/p99, fps and prior age from its latency JSON). It ends with one table and
+`benchmarks/results/gpu_check.json`, within about 8 minutes.
 
 Made for machines without network (H100/H200, Python 3.12, torch + cupy + onnx + onnxruntime preinstalled): wheels it
 lacks come from `.whl/` (see `benchmarks/gpu_wheels.sh`) installed with `pip --no-index --target`; when the surgseg
@@ -256,6 +258,21 @@ def sam2_timings(env: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def sam2_backend_rows(env: dict[str, Any], folder: Path) -> list[Row]:
+    """The streaming step at 512 px per SAM 2 backend, alternating in one run (`benchmarks.sam2_backends`)."""
+    if not env["cuda"]:
+        return [Row("SAM 2 backends @512", "skipped", "no CUDA device")]
+    from benchmarks.sam2_backends import gpu_rows
+
+    rows = []
+    for found in gpu_rows(folder, size=SAM2_SIDES[0], frames=50):
+        if "skipped" in found:
+            rows.append(Row(f"{found['name']} @{SAM2_SIDES[0]}", "skipped", found["skipped"]))
+        else:
+            rows.append(Row(f"{found['name']} @{found['size']}", "ok", f"{found['ms_median']:.2f} ms", "", found))
+    return rows
+
+
 def replay_graph(env: dict[str, Any], artifact, frames: int, budget_s: float, mode: str = "sync") -> Row:
     """`surgseg run graphs/replay_fast.yaml` on a synthetic 1280×720 clip with SAM 2 `sync` or `async` (+ flow);
     p50/p95/p99 from its latency JSON."""
@@ -387,6 +404,7 @@ def main() -> int:
         else:
             rows.append(Row("TensorRT gate, refiner timing, replay graph", "skipped", "the refiner export failed"))
         rows += guarded("SAM 2 timing", lambda: sam2_timings(env))
+        rows += guarded("SAM 2 backends", lambda: sam2_backend_rows(env, Path(tmp) / "sam2_exports"))
         if exported:
             for mode in ("sync", "async"):
                 remaining = (TOTAL_BUDGET_S - (time.perf_counter() - started) - 20) / (2 if mode == "sync" else 1)

@@ -37,7 +37,12 @@ from surgseg.engines.sam2.stream import StreamingSAM2  # noqa: E402
 log = logging.getLogger("sam2_backends")
 GOAL_256 = 0.5
 MEMORY = MemoryConfig(every=5, max_memories=6)
-BACKENDS = {"torch": ("torch", "fp32"), "ort_fp32": ("onnxruntime", "fp32"), "ort_int8": ("onnxruntime", "int8")}
+BACKENDS = {"torch": {"backend": "torch"}, "ort_fp32": {"backend": "onnxruntime", "precision": "fp32"},
+            "ort_int8": {"backend": "onnxruntime", "precision": "int8"}}
+GPU_BACKENDS = {"torch_fp32": {"backend": "torch"}, "torch_bf16": {"backend": "torch", "precision": "bf16"},
+                "torch_bf16_cuda_graph": {"backend": "torch", "precision": "bf16", "cuda_graph": True},
+                "ort_cuda_fp32": {"backend": "onnxruntime", "precision": "fp32"},
+                "tensorrt_fp16": {"backend": "tensorrt", "precision": "fp16"}}
 METHODS = ("encode_image", "memory_attention", "heads", "mask_as_output", "encode_memory")
 
 
@@ -81,15 +86,15 @@ def exported_folder(root: Path, model: ModelConfig) -> Path:
     return folder
 
 
-def engines_for(model_config: ModelConfig, folder: Path, backends: dict[str, tuple[str, str]], device: str,
+def engines_for(model_config: ModelConfig, folder: Path | None, backends: dict[str, dict], device: str,
                 threads: int) -> dict[str, StreamingSAM2]:
-    """One engine per (backend, precision) over the same torch model, each wrapped in TimedModules."""
+    """One engine per runtime setting (RuntimeConfig's fields) over the same torch model, each in TimedModules."""
     from surgseg.engines.sam2.backends import make_modules
 
     model = build_sam2_model(model_config, device)
     engines = {}
-    for name, (backend, precision) in backends.items():
-        runtime = RuntimeConfig(backend=backend, precision=precision, exported=str(folder))
+    for name, settings in backends.items():
+        runtime = RuntimeConfig(**settings, exported=None if folder is None else str(folder))
         config = SAM2Config(model=model_config, memory=MEMORY, runtime=runtime)
         modules = TimedModules(make_modules(model, config, device, threads))
         engines[name] = StreamingSAM2(config, device, model=model, modules=modules)
@@ -135,30 +140,27 @@ def measure(size: int, frames: int, args: argparse.Namespace) -> dict:
 
 
 def gpu_rows(exports: Path, size: int = 256, frames: int = 50, warmup: int = 5) -> list[dict]:
-    """The streaming step on the GPU per backend, for the GPU check's table: torch (CUDA), ONNX Runtime with the
-    CUDA execution provider, TensorRT FP16 engines built from the export. A backend this machine lacks gives a row
-    with `skipped` saying why instead of a time."""
+    """The streaming step on the GPU per backend, for the GPU check's table: torch fp32 / bf16 / bf16 with the encoder
+    replayed from a CUDA graph, ONNX Runtime with the CUDA execution provider and TensorRT FP16 engines (exported
+    first, only when this machine can run either). A backend the machine lacks gives a row saying why."""
     if not torch.cuda.is_available():
         return [{"name": "SAM 2 step", "skipped": "no CUDA GPU"}]
     import onnxruntime as ort
 
+    from surgseg.engines.refiner.runtime import tensorrt_usable
+
     model_config = ModelConfig(image_size=size)
-    folder = exported_folder(exports, model_config)
-    backends = {"torch": ("torch", "fp32"), "ort_cuda_fp32": ("onnxruntime", "fp32"),
-                "tensorrt_fp16": ("tensorrt", "fp16")}
-    rows, usable = [], {}
-    for name, choice in backends.items():
-        if choice[0] == "onnxruntime" and "CUDAExecutionProvider" not in ort.get_available_providers():
-            rows.append({"name": f"SAM 2 step {name}", "skipped": "onnxruntime has no CUDAExecutionProvider"})
-            continue
-        try:
-            usable.update(engines_for(model_config, folder, {name: choice}, "cuda", threads=1))
-        except InputError as exc:
-            rows.append({"name": f"SAM 2 step {name}", "skipped": str(exc)})
-    if usable:
-        for name, ms in alternate(usable, frames, warmup).items():
-            rows.append({"name": f"SAM 2 step {name}", "size": size, "frames": frames,
-                         "ms_median": statistics.median(ms)})
+    lacking = {"ort_cuda_fp32": None if "CUDAExecutionProvider" in ort.get_available_providers()
+               else "onnxruntime has no CUDAExecutionProvider here",
+               "tensorrt_fp16": None if tensorrt_usable() else "tensorrt does not import here"}
+    rows = [{"name": f"SAM 2 step {name}", "skipped": why} for name, why in lacking.items() if why]
+    wanted = {name: settings for name, settings in GPU_BACKENDS.items() if not lacking.get(name)}
+    exported = any(settings["backend"] != "torch" for settings in wanted.values())
+    folder = exported_folder(exports, model_config) if exported else None
+    engines = engines_for(model_config, folder, wanted, "cuda", threads=1)
+    for name, ms in alternate(engines, frames, warmup).items():
+        rows.append({"name": f"SAM 2 step {name}", "size": size, "frames": frames,
+                     "ms_median": statistics.median(ms)})
     return rows
 
 
