@@ -18,6 +18,9 @@ from surgseg.operators import holoscan_loader  # noqa: F401  (preloads libcudart
 from holoscan.core import ConditionType, IOSpec, Operator
 
 Message = dict[str, Any]
+PYTHON_OBJECT = "PyObject"
+"""Holoscan's emitter for a Python object passed as is: skips the per-emit check whether a dict could become a
+TensorMap (≈ 3 µs per hop measured with 16×16 frames)."""
 
 
 @dataclass
@@ -88,9 +91,11 @@ class SurgsegOperator(Operator):
         for port, message in (produced or {}).items():
             if port not in self.connected_outputs:
                 continue
-            if isinstance(message, dict) and "meta" in message:
+            if isinstance(message, dict) and "meta" in message:  # ours: passed on as the Python object itself
                 message["meta"].setdefault("timings_ms", {}).setdefault(self.name, elapsed_ms)
-            op_output.emit(message, port)
+                op_output.emit(message, port, PYTHON_OBJECT)
+            else:  # e.g. a tensor for a Holoscan built-in: Holoscan picks its type
+                op_output.emit(message, port)
 
     def process(self, inputs: dict[str, Message | None]) -> dict[str, Message] | None:
         """Turn this frame's input messages into output messages keyed by port name."""
