@@ -184,6 +184,11 @@ def clean_by_labels(mask: Any, num_classes: int, fill_holes: bool, min_area: int
 class _NumpyOps:
     @staticmethod
     def to_source_mask(logits: np.ndarray, geometry: LetterboxGeometry | None) -> np.ndarray:
+        if logits.shape[0] == 2:  # interpolation is linear: resizing l1 − l0 decides exactly as argmax of both
+            margin = np.ascontiguousarray(logits[1] - logits[0], dtype=np.float32)
+            if geometry is not None:
+                margin = unletterbox(margin, geometry, cv2.INTER_LINEAR)
+            return (margin > 0).view(np.uint8)
         channels_last = np.ascontiguousarray(np.moveaxis(logits.astype(np.float32, copy=False), 0, -1))
         if geometry is not None:
             channels_last = unletterbox(channels_last, geometry, cv2.INTER_LINEAR)
