@@ -164,3 +164,21 @@ def test_cuda_filter_gives_the_cpu_mask():
     gpu = TemporalFilter().update(torch.from_numpy(logits).cuda(), torch.from_numpy(frame).cuda()).mask
     assert gpu.is_cuda
     np.testing.assert_array_equal(gpu.cpu().numpy(), cpu)
+
+
+def test_two_class_masks_equal_the_argmax_of_both_unletterboxed_channels_ties_included():
+    import cv2
+
+    from surgseg.engines.letterbox import letterbox_geometry, unletterbox
+    from surgseg.engines.temporal import _NumpyOps
+
+    geometry = letterbox_geometry((90, 160), (32, 40))
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(32, 40)).astype(np.float32)
+    margin = rng.normal(size=(32, 40)).astype(np.float32)
+    margin[:, :20] = 0.0  # exact ties: argmax picks background
+    logits = np.stack([base, base + margin])
+    want = unletterbox(np.ascontiguousarray(np.moveaxis(logits, 0, -1)), geometry, cv2.INTER_LINEAR).argmax(-1)
+    got = _NumpyOps.to_source_mask(logits, geometry)
+    assert got.dtype == np.uint8 and got.shape == (90, 160)
+    assert np.array_equal(got, want.astype(np.uint8)) and 0 < int(got.sum()) < got.size
