@@ -7,7 +7,15 @@ import pytest
 
 from surgseg.engines.errors import InputError
 from surgseg.engines.metrics import dice
-from surgseg.training.prior_simulator import PriorSimSettings, signed_distance, simulate_prior
+from surgseg.training.prior_simulator import (
+    WRONG_KINDS,
+    PriorPlan,
+    PriorSimSettings,
+    draw_plan,
+    signed_distance,
+    simulate_prior,
+    wrong_prior,
+)
 
 
 def disk_mask(shape: tuple[int, int] = (96, 128), radius: int = 25) -> np.ndarray:
@@ -58,3 +66,52 @@ def test_signed_distance_is_positive_inside() -> None:
 def test_class_ids_beyond_num_classes_are_rejected() -> None:
     with pytest.raises(InputError):
         simulate_prior(disk_mask() * 3, 2, np.random.default_rng(0))
+
+
+def test_default_settings_always_plan_a_fresh_prior() -> None:
+    rng = np.random.default_rng(0)
+    assert {draw_plan(rng, PriorSimSettings()) for _ in range(200)} == {PriorPlan()}
+
+
+def test_plan_mix_follows_the_settings() -> None:
+    settings = PriorSimSettings(stale_prob=0.3, stale_min_age=2, stale_max_age=4, stale_warp_prob=0.5, wrong_prob=0.2)
+    rng = np.random.default_rng(0)
+    plans = [draw_plan(rng, settings) for _ in range(4000)]
+    stale = [p for p in plans if p.kind == "stale"]
+    assert len(stale) / 4000 == pytest.approx(0.3, abs=0.03)
+    assert sum(p.kind in WRONG_KINDS for p in plans) / 4000 == pytest.approx(0.2, abs=0.03)
+    assert {p.age for p in stale} == {2, 3, 4}
+    assert np.mean([p.warp for p in stale]) == pytest.approx(0.5, abs=0.05)
+
+
+def test_shifted_wrong_prior_lies_away_from_the_truth() -> None:
+    mask = disk_mask(radius=18)
+    for seed in range(10):
+        prior = wrong_prior("shift", mask, 2, np.random.default_rng(seed))
+        assert dice(prior[0] > 0, mask > 0) < 0.05
+        assert 0.3 < (prior[0] > 0).sum() / mask.sum() < 2.5  # an object's worth of confident foreground
+        assert prior[0].max() > 8.0
+
+
+def test_object_wrong_prior_is_the_other_frames_object() -> None:
+    mask, other = disk_mask(radius=12), np.zeros((96, 128), np.uint8)
+    other[10:40, 80:120] = 1
+    prior = wrong_prior("object", mask, 2, np.random.default_rng(0), other_mask=other)
+    assert dice(prior[0] > 0, other > 0) > 0.6 and dice(prior[0] > 0, mask > 0) < 0.05
+
+
+def test_noise_prior_is_confident_blotches_covering_part_of_the_frame() -> None:
+    for seed in range(10):
+        prior = wrong_prior("noise", disk_mask(), 2, np.random.default_rng(seed))
+        cover = np.mean(prior[0] > 0)
+        assert 0.03 < cover < 0.45
+        assert np.mean(np.abs(prior[0]) > 4.0) > 0.5
+
+
+def test_bad_mix_settings_are_input_errors() -> None:
+    with pytest.raises(InputError, match="stale_prob"):
+        PriorSimSettings(stale_prob=0.7, wrong_prob=0.5)
+    with pytest.raises(InputError, match="wrong_mix"):
+        PriorSimSettings(wrong_mix=(1.0, 0.0))
+    with pytest.raises(InputError, match="kind"):
+        wrong_prior("ghost", disk_mask(), 2, np.random.default_rng(0))

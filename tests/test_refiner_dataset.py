@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
 from surgseg.engines.errors import InputError
+from surgseg.engines.metrics import dice
 from surgseg.training.augment import TripletTransform
+from surgseg.training.prior_simulator import PriorSimSettings, simulate_prior
 from surgseg.training.refiner_dataset import RefinerDataset, oversampling_weights, read_mask, read_samples
 
 
@@ -67,3 +70,72 @@ def test_oversampling_favours_frames_with_a_rare_class() -> None:
     weights = oversampling_weights(presence)
     assert weights.sum() == pytest.approx(1.0)
     assert weights[3] == pytest.approx(3 * weights[0])  # 1/frequency: class 2 → 4, class 1 → 4/3
+
+
+def write_video(folder: Path, frames: int = 6, step: int = 4) -> Path:
+    """A textured scene panning right by `step` px per frame with a bright square in it; frame_ids in reverse file
+    order so that frame order must come from frame_id."""
+    rng = np.random.default_rng(5)
+    texture = cv2.GaussianBlur(rng.random((96, 128 + frames * step)).astype(np.float32), (0, 0), 3.0)
+    canvas = ((texture - texture.mean()) / texture.std() * 35 + 100).clip(0, 200)
+    canvas[30:66, 50:86] += 55
+    truth = np.zeros(canvas.shape, np.uint8)
+    truth[30:66, 50:86] = 255
+    rows = []
+    for t in range(frames):
+        x0 = frames * step - t * step  # the content moves right by `step` px per frame
+        grey = canvas[:, x0 : x0 + 128].astype(np.uint8)
+        cv2.imwrite(str(folder / f"f{t}.png"), np.dstack([grey, grey, grey]))
+        cv2.imwrite(str(folder / f"f{t}_mask.png"), truth[:, x0 : x0 + 128])
+        rows.append({"image_path": f"f{t}.png", "mask_path": f"f{t}_mask.png", "split": "train", "video_id": "v",
+                     "frame_id": t})
+    (folder / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
+    return folder / "index.jsonl"
+
+
+def video_dataset(index: Path, **settings: Any) -> RefinerDataset:
+    return RefinerDataset(read_samples(index), 2, TripletTransform((96, 128), False),
+                          prior_settings=PriorSimSettings(**settings), seed=3)
+
+
+def frame_index(dataset: RefinerDataset, t: int) -> int:
+    return next(i for i, s in enumerate(dataset.samples) if s.frame_id == t)
+
+
+def test_default_settings_give_the_same_prior_as_before(tmp_path: Path) -> None:
+    dataset = video_dataset(write_video(tmp_path))
+    dataset.set_epoch(2)
+    for i in range(len(dataset)):
+        mask = dataset.load(i)[1]
+        old = simulate_prior(mask, 2, np.random.default_rng([3, 2, i]), PriorSimSettings())
+        assert np.array_equal(dataset.prior(i, mask), old)
+
+
+def test_stale_prior_is_the_simulated_prior_of_the_frame_k_earlier(tmp_path: Path) -> None:
+    dataset = video_dataset(write_video(tmp_path), stale_prob=1.0, stale_min_age=2, stale_max_age=2)
+    now, before, first = frame_index(dataset, 4), frame_index(dataset, 2), frame_index(dataset, 0)
+    stale = dataset.prior(now, dataset.load(now)[1])
+    expected = simulate_prior(dataset.load(before)[1], 2, np.random.default_rng([3, 0, now]), PriorSimSettings())
+    assert np.array_equal(stale, expected)
+    one = frame_index(dataset, 1)  # fewer than 2 frames precede: the video's first frame
+    expected = simulate_prior(dataset.load(first)[1], 2, np.random.default_rng([3, 0, one]), PriorSimSettings())
+    assert np.array_equal(dataset.prior(one, dataset.load(one)[1]), expected)
+
+
+def test_warped_stale_prior_follows_the_motion(tmp_path: Path) -> None:
+    exact = {"offset_std": 0, "jitter_amp": 0, "shift_std": 0, "miss_prob": 0, "blob_prob": 0, "noise_std": 0}
+    index = write_video(tmp_path)
+    stale = video_dataset(index, stale_prob=1.0, stale_min_age=4, stale_max_age=4, **exact)
+    warped = video_dataset(index, stale_prob=1.0, stale_min_age=4, stale_max_age=4, stale_warp_prob=1.0, **exact)
+    i = frame_index(stale, 5)
+    truth = stale.load(i)[1] > 0
+    assert dice(stale.prior(i, truth.astype(np.uint8))[0] > 0, truth) < 0.6  # 16 px behind on a 36 px square
+    assert dice(warped.prior(i, truth.astype(np.uint8))[0] > 0, truth) > 0.9
+
+
+def test_wrong_prior_lies_away_from_the_truth(tmp_path: Path) -> None:
+    dataset = video_dataset(write_video(tmp_path), wrong_prob=1.0, wrong_mix=(1.0, 0.0, 0.0))
+    for i in range(len(dataset)):
+        mask = dataset.load(i)[1]
+        prior = dataset.prior(i, mask)
+        assert dice(prior[0] > 0, mask > 0) < 0.1 and (prior[0] > 0).sum() > 0.3 * mask.sum()

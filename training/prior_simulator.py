@@ -10,10 +10,17 @@ radius r = sqrt(area/π), so small and large objects are equally hard. Everythin
 Default settings were fixed before any refiner training, calibrated on the ground truth alone: the thresholded
 prior's own mean Dice is 0.78 over every third CVC-ClinicDB frame and 0.778 on the benchmark's test split (target band
 0.70–0.85, what box-prompted SAM-family models reach zero-shot on such frames).
+
+Beyond that "fresh" prior, a mix (off by default) gives the refiner the priors an asynchronous SAM 2 hands it:
+*stale* priors (simulated from the ground truth of frame t−k of the same video, optionally flow-warped to frame t)
+and *wrong* ones (a confident prior on the wrong place: the truth moved by a large offset, another frame's object, or
+the blotchy output of a random-weight SAM 2). `draw_plan` picks the kind; the caller, which knows the video's frames,
+supplies the neighbour's or the other frame's mask (see `refiner_dataset.RefinerDataset.prior`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -21,6 +28,8 @@ import cv2
 import numpy as np
 
 from surgseg.engines.errors import InputError
+
+WRONG_KINDS = ("shift", "object", "noise")  # how a wrong prior is wrong (see `wrong_prior`)
 
 
 @dataclass(frozen=True)
@@ -41,12 +50,51 @@ class PriorSimSettings:
     confidence_range: tuple[float, float] = (0.5, 1.5)  # per-frame scale of all logits
     blur_sigma_px: float = 1.5  # Gaussian blur of the logits
     noise_std: float = 0.3  # per-pixel logit noise
+    stale_prob: float = 0.0  # chance the prior was made on frame t−k of the same video
+    stale_min_age: int = 1  # k is drawn uniformly in [stale_min_age, stale_max_age] frames
+    stale_max_age: int = 8
+    stale_warp_prob: float = 0.0  # chance a stale prior is flow-warped to frame t (engines.motion)
+    wrong_prob: float = 0.0  # chance of a confident prior on the wrong place
+    wrong_mix: tuple[float, float, float] = (0.5, 0.25, 0.25)  # shares of WRONG_KINDS among wrong priors
+    wrong_shift: tuple[float, float] = (0.35, 0.65)  # "shift": the truth moved by this fraction of the frame per axis
+    wrong_confidence: tuple[float, float] = (1.0, 1.5)  # per-frame logit scale of wrong priors
 
     def __post_init__(self) -> None:
         if not 0 <= self.miss_prob <= 1 or not 0 <= self.blob_prob <= 1:
             raise InputError("prior_sim: miss_prob and blob_prob must lie in [0, 1]")
         if min(self.offset_std, self.jitter_amp, self.shift_std, self.logit_gain, self.logit_max) < 0:
             raise InputError("prior_sim: magnitudes must be non-negative")
+        probs = (self.stale_prob, self.stale_warp_prob, self.wrong_prob)
+        if min(probs) < 0 or max(probs) > 1 or self.stale_prob + self.wrong_prob > 1:
+            raise InputError("prior_sim: stale_prob, stale_warp_prob and wrong_prob lie in [0, 1], with "
+                             "stale_prob + wrong_prob <= 1")
+        if not 0 <= self.stale_min_age <= self.stale_max_age:
+            raise InputError("prior_sim: need 0 <= stale_min_age <= stale_max_age")
+        if len(self.wrong_mix) != len(WRONG_KINDS) or min(self.wrong_mix) < 0 or sum(self.wrong_mix) <= 0:
+            raise InputError(f"prior_sim.wrong_mix: {len(WRONG_KINDS)} non-negative shares of {', '.join(WRONG_KINDS)}")
+        if not 0 <= self.wrong_shift[0] <= self.wrong_shift[1] <= 1:
+            raise InputError("prior_sim.wrong_shift: need 0 <= low <= high <= 1 (fractions of the frame)")
+
+
+@dataclass(frozen=True)
+class PriorPlan:
+    """Which prior a sample gets: kind fresh | stale | shift | object | noise; `age` and `warp` for stale ones."""
+
+    kind: str = "fresh"
+    age: int = 0
+    warp: bool = False
+
+
+def draw_plan(rng: np.random.Generator, s: PriorSimSettings) -> PriorPlan:
+    """The kind of prior for one sample, by the settings' mix (default settings: always fresh)."""
+    u = rng.random()
+    if u < s.stale_prob:
+        age = int(rng.integers(s.stale_min_age, s.stale_max_age + 1))
+        return PriorPlan("stale", age, bool(rng.random() < s.stale_warp_prob))
+    if u < s.stale_prob + s.wrong_prob:
+        shares = np.asarray(s.wrong_mix, np.float64)
+        return PriorPlan(WRONG_KINDS[int(rng.choice(len(WRONG_KINDS), p=shares / shares.sum()))])
+    return PriorPlan()
 
 
 def signed_distance(region: np.ndarray) -> np.ndarray:
@@ -115,3 +163,44 @@ def simulate_prior(
             logits = cv2.GaussianBlur(logits, (0, 0), s.blur_sigma_px)
         out[k - 1] = confidence * logits + rng.normal(0.0, s.noise_std, mask.shape).astype(np.float32)
     return out
+
+
+def shifted_truth(mask: np.ndarray, rng: np.random.Generator, s: PriorSimSettings) -> np.ndarray:
+    """The class-id mask moved (with wrap-around) by a large random offset on both axes."""
+    h, w = mask.shape
+    fy, fx = rng.uniform(*s.wrong_shift, size=2) * rng.choice([-1, 1], size=2)
+    return np.roll(mask, (int(round(fy * h)), int(round(fx * w))), axis=(0, 1))
+
+
+def noise_prior(shape: tuple[int, int], num_classes: int, rng: np.random.Generator,
+                s: PriorSimSettings) -> np.ndarray:
+    """What a random-weight SAM 2 gives: confident blotches (smooth blobs plus a 16-pixel patch pattern) covering
+    5–40 % of the frame, unrelated to the image."""
+    h, w = shape
+    out = np.empty((num_classes - 1, h, w), np.float32)
+    for k in range(num_classes - 1):
+        blobs = smooth_field(shape, rng.uniform(0.08, 0.25) * min(h, w), rng)
+        patches = rng.standard_normal((max(1, h // 16), max(1, w // 16))).astype(np.float32)
+        field = blobs + 0.5 * cv2.resize(patches, (w, h), interpolation=cv2.INTER_NEAREST)
+        threshold = np.quantile(field, 1.0 - rng.uniform(0.05, 0.4))
+        logits = np.clip((field - threshold) * 8.0, -s.logit_max, s.logit_max)
+        out[k] = rng.uniform(*s.wrong_confidence) * logits + rng.normal(0.0, s.noise_std, shape).astype(np.float32)
+    return out
+
+
+def wrong_prior(kind: str, mask: np.ndarray, num_classes: int, rng: np.random.Generator,
+                settings: PriorSimSettings | None = None, other_mask: np.ndarray | None = None) -> np.ndarray:
+    """A confident prior on the wrong place for the H×W class-id `mask`: kind "shift" (the truth moved by a large
+    offset), "object" (`other_mask`, another frame's object; "shift" when it holds none) or "noise"
+    (`noise_prior`). A kind that has no object to move falls back to "noise"."""
+    if kind not in WRONG_KINDS:
+        raise InputError(f"wrong_prior: kind {kind!r} (use one of {', '.join(WRONG_KINDS)})")
+    s = settings or PriorSimSettings()
+    confident = dataclasses.replace(s, confidence_range=s.wrong_confidence)
+    if kind == "object" and other_mask is not None and other_mask.any():
+        if other_mask.shape != mask.shape:
+            other_mask = cv2.resize(other_mask, mask.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        return simulate_prior(other_mask, num_classes, rng, confident)
+    if kind in ("shift", "object") and mask.any():
+        return simulate_prior(shifted_truth(mask, rng, s), num_classes, rng, confident)
+    return noise_prior(mask.shape, num_classes, rng, s)

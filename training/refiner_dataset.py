@@ -4,7 +4,10 @@ Index rows (read with `dataset_index.read_index`: relative paths are relative to
 `image_path`, `mask_path`, `split`; `video_id` groups frames of one video (taken in file order; None: standalone).
 Masks are H×W class ids; for a binary task a {0, 255} mask is read as {0, 1}. Priors come from `<prior_dir>/<image stem>.npy`
 ((num_classes-1, h, w) logits, float16 or float32, resized to the image when h×w differs) or are simulated from the
-mask: fresh for every epoch in training, fixed per sample in validation.
+mask: fresh for every epoch in training, fixed per sample in validation. With the settings' stale/wrong mix, a
+stale prior comes from the frame k earlier in the same video (ordered by `frame_id`, else file order; the video's
+first frame when fewer precede), flow-warped at about 160 px wide when the plan says so, and a wrong "object" prior
+from a frame of another video (another frame of this one when there is a single video).
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ import numpy as np
 import torch
 
 from surgseg.engines.errors import InputError
+from surgseg.engines.motion import PriorWarper
 from surgseg.training.augment import TripletTransform
 from surgseg.training.dataset_index import read_index
-from surgseg.training.prior_simulator import PriorSimSettings, simulate_prior
+from surgseg.training.prior_simulator import PriorPlan, PriorSimSettings, draw_plan, simulate_prior, wrong_prior
+
+FLOW_WIDTH = 160  # stale priors are flow-warped with flow computed on images this wide (the refiner's scale)
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,7 @@ class Sample:
     mask_path: Path
     split: str
     video_id: str
+    frame_id: int | None = None
 
     @property
     def stem(self) -> str:
@@ -42,8 +49,10 @@ def read_samples(index_path: str | Path) -> list[Sample]:
     for row in read_index(index_path):
         image = Path(row["image_path"])
         video = row.get("video_id")
+        frame = row.get("frame_id")
         samples.append(Sample(image, Path(row["mask_path"]), str(row.get("split", "")),
-                              str(video) if video is not None else f"frame:{image.stem}"))
+                              str(video) if video is not None else f"frame:{image.stem}",
+                              int(frame) if frame is not None else None))
     return samples
 
 
@@ -120,6 +129,8 @@ class RefinerDataset(torch.utils.data.Dataset):
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
         self._next = self._next_in_video()
+        self._videos, self._position = self._video_order()
+        self._warper: PriorWarper | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -138,6 +149,31 @@ class RefinerDataset(torch.utils.data.Dataset):
             last_of_video[video] = i
         return nxt
 
+    def _video_order(self) -> tuple[dict[str, list[int]], list[int]]:
+        """Sample indices of each video in frame order (frame_id when every frame has one, else file order), and
+        each sample's position in its video."""
+        videos: dict[str, list[int]] = {}
+        for i, s in enumerate(self.samples):
+            videos.setdefault(s.video_id, []).append(i)
+        position = [0] * len(self.samples)
+        for members in videos.values():
+            if all(self.samples[i].frame_id is not None for i in members):
+                members.sort(key=lambda i: (self.samples[i].frame_id, i))
+            for p, i in enumerate(members):
+                position[i] = p
+        return videos, position
+
+    def earlier(self, i: int, age: int) -> int:
+        """The sample `age` frames before sample i in its video (the video's first frame when fewer precede)."""
+        members = self._videos[self.samples[i].video_id]
+        return members[max(self._position[i] - age, 0)]
+
+    def other_frame(self, i: int, rng: np.random.Generator) -> int:
+        """A random sample of another video (of the same video, not i, when there is one video only)."""
+        others = [j for v, members in self._videos.items() if v != self.samples[i].video_id for j in members]
+        others = others or [j for j in self._videos[self.samples[i].video_id] if j != i] or [i]
+        return others[int(rng.integers(len(others)))]
+
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Source-resolution (image, mask) of sample i."""
         if self._cache is not None and i in self._cache:
@@ -155,7 +191,32 @@ class RefinerDataset(torch.utils.data.Dataset):
         if self.prior_dir is not None:
             return read_prior(self.prior_dir / f"{self.samples[i].stem}.npy", self.num_classes, mask.shape)
         key = [self.seed, self.epoch, i] if self.fresh_priors else [self.seed, i]
-        return simulate_prior(mask, self.num_classes, np.random.default_rng(key), self.prior_settings)
+        rng = np.random.default_rng(key)
+        plan = self.plan(i)
+        if plan.kind == "fresh":
+            return simulate_prior(mask, self.num_classes, rng, self.prior_settings)
+        if plan.kind == "stale":
+            return self.stale_prior(i, mask, plan, rng)
+        other = self.load(self.other_frame(i, rng))[1] if plan.kind == "object" else None
+        return wrong_prior(plan.kind, mask, self.num_classes, rng, self.prior_settings, other)
+
+    def plan(self, i: int) -> PriorPlan:
+        """Which kind of prior sample i gets (its own generator: the prior's draws do not depend on the mix)."""
+        key = [self.seed, self.epoch, i, 2] if self.fresh_priors else [self.seed, i, 2]
+        return draw_plan(np.random.default_rng(key), self.prior_settings)
+
+    def stale_prior(self, i: int, mask: np.ndarray, plan: PriorPlan, rng: np.random.Generator) -> np.ndarray:
+        """The prior simulated on the frame `plan.age` earlier, flow-warped to frame i when `plan.warp`."""
+        j = self.earlier(i, plan.age)
+        old_image, old_mask = self.load(j)
+        if old_mask.shape != mask.shape:
+            old_mask = cv2.resize(old_mask, mask.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        prior = simulate_prior(old_mask, self.num_classes, rng, self.prior_settings)
+        if not plan.warp or j == i:
+            return prior
+        if self._warper is None:
+            self._warper = PriorWarper()
+        return self._warper.warp(prior, _flow_scale(old_image, mask.shape), _flow_scale(self.load(i)[0], mask.shape))
 
     def item(self, i: int, aug_seed: int) -> dict[str, torch.Tensor]:
         """Transformed sample i as tensors: image (3,H,W), prior (C-1,H,W), mask (H,W) int64."""
@@ -175,6 +236,13 @@ class RefinerDataset(torch.utils.data.Dataset):
         """(N, num_classes) bool: which classes each sample's mask contains."""
         return np.stack([np.bincount(self.load(i)[1].ravel(), minlength=self.num_classes)[: self.num_classes] > 0
                          for i in range(len(self))])
+
+
+def _flow_scale(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """The image at `size_hw`'s aspect, FLOW_WIDTH wide (flow is computed there, then scaled to the prior)."""
+    h, w = size_hw
+    width = min(FLOW_WIDTH, w)
+    return cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
 
 
 def oversampling_weights(presence: np.ndarray, cap: float = 10.0) -> np.ndarray:
