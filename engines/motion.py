@@ -21,6 +21,9 @@ FLOW_METHODS = ("dis", "farneback")
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 LUMA = (0.299, 0.587, 0.114)
+FLOW_MAX_SIDE = 256
+"""Flow is computed on images shrunk to this long side: at a 736×1280 model size DIS took tens of ms on the fast
+path (H200 run, benchmarks/results/gpu_check.json); at 128×160 nothing changes."""
 
 
 def to_grey(image: Any, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> np.ndarray:
@@ -47,20 +50,29 @@ class PriorWarper:
     `preset` defaults to medium: the only one that follows 16-30 px moves at 128×160 (ultrafast and fast have too few
     pyramid levels there), at ≈ 1.3 ms vs 0.15-0.4 ms (benchmarks/stale_prior.py times them)."""
 
-    def __init__(self, method: str = "dis", preset: str = "medium") -> None:
+    def __init__(self, method: str = "dis", preset: str = "medium", max_side: int = FLOW_MAX_SIDE) -> None:
         if method not in FLOW_METHODS:
             raise InputError(f"motion.method: {method!r} (use one of {', '.join(FLOW_METHODS)})")
         if preset not in DIS_PRESETS:
             raise InputError(f"motion.preset: {preset!r} (use one of {', '.join(DIS_PRESETS)})")
+        if max_side < 16:
+            raise InputError(f"motion.max_side: {max_side} < 16")
         self.method = method
+        self.max_side = max_side
         self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset]) if method == "dis" else None
         self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def flow(self, prior_image: Any, current_image: Any) -> np.ndarray:
-        """(h, w, 2) float32 flow (dx, dy) at the images' resolution, from the current image to the prior's."""
+        """(h, w, 2) float32 flow (dx, dy) from the current image to the prior's, in pixels of the images shrunk to
+        at most `max_side` on their long side (`remap` rescales it to the prior's grid)."""
         previous, current = to_grey(prior_image), to_grey(current_image)
         if previous.shape != current.shape:
             raise InputError(f"motion: images differ in size ({previous.shape} vs {current.shape})")
+        scale = self.max_side / max(current.shape)
+        if scale < 1:
+            size = (max(1, round(current.shape[1] * scale)), max(1, round(current.shape[0] * scale)))
+            previous = cv2.resize(previous, size, interpolation=cv2.INTER_AREA)
+            current = cv2.resize(current, size, interpolation=cv2.INTER_AREA)
         if self._dis is not None:
             return self._dis.calc(current, previous, None)
         return cv2.calcOpticalFlowFarneback(current, previous, None, 0.5, 3, 15, 3, 5, 1.2, 0)

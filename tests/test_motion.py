@@ -87,3 +87,19 @@ def test_bad_shapes_and_dtypes_are_input_errors() -> None:
         warper.warp(np.zeros((1, H, W), np.float32), before, after[:64])
     with pytest.raises(InputError, match="method"):
         PriorWarper("lucas-kanade")
+
+
+def test_flow_on_large_images_is_computed_small_and_still_moves_the_prior():
+    from surgseg.engines.motion import PriorWarper
+
+    rng = np.random.default_rng(5)
+    texture = cv2.GaussianBlur(rng.integers(0, 255, (720, 1280)).astype(np.uint8), (0, 0), 6)
+    before = np.dstack([texture] * 3)
+    after = np.roll(before, 40, axis=1)  # everything moved 40 px right
+    prior = np.full((1, 180, 320), -8.0, np.float32)
+    prior[0, 60:120, 100:160] = 8.0  # an object at columns 400-640 of the 1280 frame
+    warper = PriorWarper(max_side=256)
+    assert warper.flow(before, after).shape == (144, 256, 2)
+    warped = warper.warp(prior, before, after)[0] > 0
+    cols = np.flatnonzero(warped[90])
+    assert abs(cols.min() - 110) <= 2 and abs(cols.max() - 169) <= 2  # 40 px of 1280 = 10 px of 320
