@@ -4,9 +4,11 @@
 A live source paces its capture thread at 30 fps and drops the oldest frame when the graph falls behind, as a
 capture card does, so `frames_dropped` and `fps_processed` say whether the graph keeps up. SAM 2 is seeded with a
 box on frame 0 and never released, so it runs on every frame it takes (the worst case). No mp4 is written, except
-in the `async + mp4` rows, which add the overlay and the VideoFileSink.
+in the `async + mp4` rows, which add the overlay and the VideoFileSink. The synthetic clip is rendered to an mp4
+first and replayed like the videos.
 
-Usage: python -m benchmarks.realtime_cpu [--seconds 10] [--modes sync async] → benchmarks/results/realtime_cpu.json
+Usage: python -m benchmarks.realtime_cpu [--seconds 10] [--modes sync async]
+       [--sam2-backend onnxruntime --sam2-precision int8 --name realtime_cpu_int8] → benchmarks/results/NAME.json
 """
 
 from __future__ import annotations
@@ -32,16 +34,29 @@ SIZE = (1280, 720)
 GOALS = {"fps_processed": 29.5, "frames_dropped": 0, "e2e_p99_ms": 100.0}
 
 
-def sources(frames: int) -> dict[str, dict[str, Any]]:
-    """Live 720p sources: the shared videos (looped to `frames`) and a synthetic clip."""
-    found = {"synthetic_720p": {"type": "SyntheticSource", "size": list(SIZE), "frames": frames, "seed": 7,
-                                "presence": [[0, frames]], "fps": FPS, "live": True}}
-    for video in sorted(VIDEOS.glob("*.mp4")):
-        found[video.stem] = {"type": "VideoFileSource", "path": str(video), "live": True, "loop": True}
-    return found
+def synthetic_video(folder: Path, frames: int) -> Path:
+    """A synthetic 720p clip rendered once into an mp4, so that the live source costs a decode, as a capture card's
+    frames do, not the generator's rendering (tens of ms a frame at 720p on this CPU)."""
+    from surgseg.engines.video.io import VideoWriter
+    from surgseg.engines.video.synthetic import SyntheticClipConfig, synthetic_clip
+
+    path = folder / "synthetic_720p.mp4"
+    config = SyntheticClipConfig(size=SIZE, frames=frames, num_classes=2, seed=7, presence=((0, frames),))
+    with VideoWriter(path, fps=FPS) as writer:
+        for frame, _, _ in synthetic_clip(config):
+            writer.write(frame)
+    return path
 
 
-def graph(source: dict[str, Any], mode: str, refiner: Path, out: Path, mp4: bool) -> dict[str, Any]:
+def sources(folder: Path, frames: int) -> dict[str, dict[str, Any]]:
+    """Live 720p sources, looped: the synthetic clip and the shared videos when present."""
+    videos = [synthetic_video(folder, frames), *sorted(VIDEOS.glob("*.mp4"))]
+    return {video.stem: {"type": "VideoFileSource", "path": str(video), "live": True, "loop": True}
+            for video in videos}
+
+
+def graph(source: dict[str, Any], mode: str, refiner: Path, out: Path, mp4: bool,
+          sam2: dict[str, Any]) -> dict[str, Any]:
     raw = read_yaml(graph_path("replay_fast"))
     h, w = raw["operators"]["preproc"]["size"]
     raw["device"] = "cpu"
@@ -50,7 +65,7 @@ def graph(source: dict[str, Any], mode: str, refiner: Path, out: Path, mp4: bool
     prior["model"]["image_size"] = 256
     prior["seeding"] = {**prior.get("seeding", {}), "release_after": 0}
     prior["seed"] = {"box": [SIZE[0] * 0.35, SIZE[1] * 0.3, SIZE[0] * 0.65, SIZE[1] * 0.7]}
-    prior["runtime"] = {"mode": "async", "warp": "flow"} if mode == "async" else {"mode": "sync"}
+    prior["runtime"] = {**sam2, "mode": mode, "warp": "flow" if mode == "async" else "none"}
     raw["operators"]["refiner"].update(artifact=str(refiner), size=[h, w])
     raw["operators"]["metrics"]["path"] = str(out / "metrics.json")
     raw["operators"]["latency"].update(path=str(out / "latency.json"), warmup=5)
@@ -61,10 +76,11 @@ def graph(source: dict[str, Any], mode: str, refiner: Path, out: Path, mp4: bool
     return raw
 
 
-def measure(name: str, source: dict[str, Any], mode: str, refiner: Path, frames: int, mp4: bool) -> dict[str, Any]:
+def measure(name: str, source: dict[str, Any], mode: str, refiner: Path, frames: int, mp4: bool,
+            sam2: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        raw = graph(dict(source), mode, refiner, out, mp4)
+        raw = graph(dict(source), mode, refiner, out, mp4, sam2)
         run_graph(validate(raw, graph_path("replay_fast")), frame_limit=frames)
         latency = json.loads((out / "latency.json").read_text())
     e2e, age = latency["end_to_end_ms"], latency.get("prior_age_frames", {})
@@ -99,21 +115,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="per run, at 30 fps")
     parser.add_argument("--modes", nargs="+", default=["sync", "async"])
+    parser.add_argument("--sam2-threads", type=int, default=0, help="runtime.threads (0: the library's default)")
+    parser.add_argument("--sam2-backend", default="torch", choices=("torch", "onnxruntime"))
+    parser.add_argument("--sam2-precision", default="fp32", choices=("fp32", "int8"))
+    parser.add_argument("--name", default="realtime_cpu", help="results file name")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     frames = int(args.seconds * FPS)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         refiner, refiner_note = refiner_onnx(Path(tmp))
-        for name, source in sources(frames).items():
+        sam2 = {"threads": args.sam2_threads, "backend": args.sam2_backend, "precision": args.sam2_precision}
+        if args.sam2_backend != "torch":  # the random-weight SAM 2 tiny at 256 px, exported once (about a minute)
+            from benchmarks.sam2_backends import exported_folder
+            from surgseg.engines.sam2.config import ModelConfig
+
+            sam2["exported"] = str(exported_folder(Path(tmp) / "sam2", ModelConfig(image_size=256)))
+        for name, source in sources(Path(tmp), frames).items():
             for mode in args.modes:
-                rows.append(measure(name, source, mode, refiner, frames, mp4=False))
+                rows.append(measure(name, source, mode, refiner, frames, False, sam2))
             if "async" in args.modes:
-                rows.append(measure(name, source, "async", refiner, frames, mp4=True))
-    path = write_result("realtime_cpu", {
+                rows.append(measure(name, source, "async", refiner, frames, True, sam2))
+    path = write_result(args.name, {
         "setup": {"source": f"{SIZE[0]}x{SIZE[1]} live at {FPS} fps (drop-oldest queue)", "frames_per_run": frames,
                   "sam2": "sam2.1_hiera_tiny, random weights, 256 px, seeded by a box, never released",
-                  "refiner": refiner_note, "async": "warp: flow", "goals": GOALS},
+                  "refiner": refiner_note, "async": "warp: flow",
+                  "sam2_runtime": {key: value for key, value in sam2.items() if key != "exported"}, "goals": GOALS},
         "rows": rows})
     log.info("wrote %s", path)
 

@@ -18,6 +18,9 @@ CPU_BENCHMARKS = (
     ("sam2_stream", []),
     ("replay_fps", []),
     ("hands_free_seeding", []),
+    ("realtime_cpu", []),
+    ("sam2_backends", []),
+    ("stale_prior", []),
 )
 
 
