@@ -13,6 +13,7 @@ the expensive modules; the torch model still supplies SAM 2's small glue (embedd
 from __future__ import annotations
 
 import logging
+import os
 from typing import Protocol
 
 import torch
@@ -57,10 +58,12 @@ class SAM2Modules(Protocol):
 def make_modules(model: torch.nn.Module, config: SAM2Config, device: str = "cpu",
                  threads: int | None = None) -> SAM2Modules:
     """The backend `config.runtime` asks for, over `model` (torch) or the export in `config.runtime.exported`
-    (checked against `config.model` first); `threads`: intra-op threads on a CPU (default `runtime.threads`, 0 = the
-    library's own default)."""
+    (checked against `config.model` first); `threads`: intra-op threads on a CPU (default `runtime.threads`; 0 = the
+    library's own default, or every core but one when SAM 2 runs asynchronously)."""
     runtime = config.runtime
     threads = runtime.threads if threads is None else threads
+    if not threads and runtime.mode == "async" and torch.device(device).type == "cpu":
+        threads = max(1, (os.cpu_count() or 2) - 1)  # leave the fast path a core (benchmarks/results/realtime_cpu*)
     if runtime.backend == "torch":
         if runtime.precision not in TORCH_PRECISIONS:
             raise InputError(f"runtime.precision: {runtime.precision!r} needs backend onnxruntime (torch runs "

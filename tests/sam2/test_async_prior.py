@@ -187,3 +187,26 @@ def test_a_warper_carries_an_older_prior_to_the_current_image() -> None:
     finally:
         tracker.gate.release()
         worker.close(timeout=WAIT_S)
+
+
+def test_async_sam2_on_a_cpu_leaves_the_fast_path_one_core(monkeypatch) -> None:
+    import os
+
+    import torch
+
+    from surgseg.engines.sam2.backends import make_modules
+    from surgseg.engines.sam2.config import RuntimeConfig, SAM2Config
+
+    class Model(torch.nn.Module):
+        def forward_image(self, image):
+            return image
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    try:
+        make_modules(Model(), SAM2Config(runtime=RuntimeConfig(mode="async")), "cpu")
+        assert torch.get_num_threads() == 3
+        make_modules(Model(), SAM2Config(runtime=RuntimeConfig(mode="async", threads=2)), "cpu")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
