@@ -10,9 +10,9 @@ import pytest
 
 from benchmarks.hands_free_seeding import SeedingClip, run_seeding, seeding_report
 from surgseg.app.demo import DemoConfig, ensure_refiner
-from surgseg.operators.sam2_prior import AutoSeedConfig
+from surgseg.engines.sam2.config import SeedingConfig
 
-AUTO = AutoSeedConfig()
+AUTO = SeedingConfig()
 
 
 @pytest.fixture(scope="module")

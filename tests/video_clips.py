@@ -9,7 +9,7 @@ import numpy as np
 
 from surgseg.engines.video.io import VideoWriter
 
-VIDEOS = Path(__file__).resolve().parents[1] / "shared" / "data" / "videos"
+VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 
 
 def pattern(index: int, size: tuple[int, int] = (48, 64)) -> np.ndarray:
