@@ -8,11 +8,12 @@ module file's SHA-256 before it is used.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from surgseg.engines.atomic import atomic_write_json
+from surgseg.engines.config import validate_config
 from surgseg.engines.errors import InputError
 from surgseg.engines.json_file import read_json
 from surgseg.engines.sam2.config import ModelConfig, canonical_model_name
@@ -24,8 +25,6 @@ PARTS = ("image_encoder", "memory_attention", "heads", "heads_multimask", "mask_
 OPTIONAL_PARTS = ("memory_encoder_points",)  # exported when the model binarises click masks for memory
 QUANTISED_PARTS = ("image_encoder", "memory_attention")  # int8: dynamic quantisation of these two
 BACKEND_PRECISIONS = {"onnxruntime": ("fp32", "int8"), "tensorrt": ("fp16",)}
-REQUIRED_KEYS = ("schema_version", "model", "image_size", "postprocessing", "opset", "weights", "backends",
-                 "feat_sizes", "files", "exporter")
 
 
 def weights_label(model: ModelConfig) -> str:
@@ -122,46 +121,57 @@ class ExportManifest:
 
     @classmethod
     def from_json(cls, payload: Any, path: Path) -> ExportManifest:
-        """Validate a parsed manifest; an InputError names the file and the first bad key."""
-        if not isinstance(payload, dict):
-            raise InputError(f"{path}: expected a JSON object, got {type(payload).__name__}")
-        missing = [key for key in REQUIRED_KEYS if key not in payload]
-        if missing:
-            raise InputError(f"{path}: missing key '{missing[0]}'")
-        if payload["schema_version"] != SCHEMA_VERSION:
-            raise InputError(f"{path}: schema_version {payload['schema_version']!r} unsupported "
-                             f"(this runtime reads {SCHEMA_VERSION})")
-        checks = {
-            "model": isinstance(payload["model"], str),
-            "image_size": isinstance(payload["image_size"], int),
-            "postprocessing": isinstance(payload["postprocessing"], bool),
-            "opset": isinstance(payload["opset"], int),
-            "weights": isinstance(payload["weights"], str) and bool(payload["weights"]),
-            "backends": isinstance(payload["backends"], list)
-            and all(b in BACKEND_PRECISIONS for b in payload["backends"]),
-            "feat_sizes": isinstance(payload["feat_sizes"], list)
-            and all(isinstance(s, list) and len(s) == 2 for s in payload["feat_sizes"]),
-            "files": _valid_files(payload["files"]),
-            "exporter": isinstance(payload["exporter"], dict),
-        }
-        bad = [key for key, ok in checks.items() if not ok]
-        if bad:
-            raise InputError(f"{path}: {bad[0]}: invalid value {payload[bad[0]]!r}")
-        absent = [part for part in PARTS if part not in payload["files"]]
+        """Validate a parsed manifest (`validate_config` against `ManifestFile`); InputError names the file and key."""
+        try:
+            fields = validate_config(ManifestFile, payload, "", check_paths=False)
+        except InputError as exc:
+            raise InputError(f"{path}: {str(exc).lstrip('.')}") from None
+        files = {part: {key: value for key, value in asdict(entry).items() if value is not None}
+                 for part, entry in fields.files.items()}
+        return cls(folder=path.parent, model=fields.model, image_size=fields.image_size,
+                   postprocessing=fields.postprocessing, opset=fields.opset, weights=fields.weights,
+                   backends=tuple(fields.backends), feat_sizes=tuple(tuple(s) for s in fields.feat_sizes),
+                   files=files, exporter=fields.exporter)
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    """One module file of the export, beside the manifest."""
+
+    name: str
+    sha256: str
+    quantisation: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or Path(self.name).name != self.name:
+            raise InputError(f"name: {self.name!r} must be a file name in the export folder")
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    """The schema of `sam2_export.json`."""
+
+    schema_version: int
+    model: str
+    image_size: int
+    postprocessing: bool
+    opset: int
+    weights: str
+    backends: list[str]
+    feat_sizes: list[tuple[int, int]]
+    files: dict[str, ExportedFile]
+    exporter: dict[str, str]
+    precisions: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.schema_version != SCHEMA_VERSION:
+            raise InputError(f"schema_version: {self.schema_version!r} unsupported (this runtime reads "
+                             f"{SCHEMA_VERSION})")
+        if not self.weights:
+            raise InputError("weights: empty")
+        unknown = [b for b in self.backends if b not in BACKEND_PRECISIONS]
+        if unknown:
+            raise InputError(f"backends: unknown backend {unknown[0]!r} ({', '.join(BACKEND_PRECISIONS)})")
+        absent = [part for part in PARTS if part not in self.files]
         if absent:
-            raise InputError(f"{path}: files: missing module '{absent[0]}'")
-        return cls(folder=path.parent, model=payload["model"], image_size=payload["image_size"],
-                   postprocessing=payload["postprocessing"], opset=payload["opset"], weights=payload["weights"],
-                   backends=tuple(payload["backends"]), feat_sizes=tuple(tuple(s) for s in payload["feat_sizes"]),
-                   files=payload["files"], exporter=payload["exporter"])
-
-
-def _valid_files(files: Any) -> bool:
-    if not isinstance(files, dict):
-        return False
-    for entry in files.values():
-        if not (isinstance(entry, dict) and all(isinstance(entry.get(key), str) for key in ("name", "sha256"))):
-            return False
-        if Path(entry["name"]).name != entry["name"]:
-            return False
-    return True
+            raise InputError(f"files: missing module '{absent[0]}'")

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from sam2_clips import two_object_clip
+
 from surgseg.app.cli import main
 from surgseg.engines.errors import InputError
 from surgseg.engines.sam2.backends import make_modules
@@ -24,24 +26,6 @@ from surgseg.engines.sam2.weights import file_sha256
 
 SIZE = 128
 FRAMES = 30
-
-
-def _clip(count: int, size: tuple[int, int] = (96, 128)) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """A textured background with a moving disc (class 1) and a sliding box (class 2), and their masks."""
-    h, w = size
-    rng = np.random.default_rng(0)
-    background = cv2.GaussianBlur(rng.integers(40, 200, (h, w, 3), dtype=np.uint8), (0, 0), 2)
-    frames, masks = [], []
-    for t in range(count):
-        mask = np.zeros((h, w), np.uint8)
-        cv2.circle(mask, (w // 4 + t, h // 2), h // 8, 1, -1)
-        cv2.rectangle(mask, (w * 2 // 3, h // 6 + t), (w * 2 // 3 + w // 5, h // 3 + t), 2, -1)
-        frame = background.copy()
-        frame[mask == 1] = (200, 60, 60)
-        frame[mask == 2] = (60, 200, 90)
-        frames.append(frame)
-        masks.append(mask)
-    return frames, masks
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +50,7 @@ def _config(model: ModelConfig, **runtime) -> SAM2Config:
 def _stream(engine: StreamingSAM2) -> list[torch.Tensor]:
     """30 frames, K=5, N=6: a re-prompt at frame 12 and a mask condition at 18 (both become ordinary memories with
     M=1), so seven memories are written and the bank prunes."""
-    frames, masks = _clip(FRAMES)
+    frames, masks = two_object_clip(FRAMES, speed=(1, 1))
     outputs = [engine.seed(frames[0], prompts_from_mask(masks[0], 3)).logits]
     for t in range(1, FRAMES):
         outputs.append(engine.step(frames[t]).logits)
@@ -164,6 +148,20 @@ def test_manifest_without_the_backend_is_refused(export, tmp_path) -> None:
         ExportManifest.load(copy).check(model_config, "onnxruntime", "fp16")
 
 
+@pytest.mark.parametrize(("edit", "message"), [
+    ({"image_size": "big"}, r"sam2_export.json: image_size: input should be a valid integer"),
+    ({"files": {"image_encoder": {"name": "../x.onnx", "sha256": "0"}}}, r"sam2_export.json: files.image_encoder.name"),
+    ({"schema_version": 9}, r"sam2_export.json: schema_version: 9 unsupported"),
+    ({"extra": 1}, r"sam2_export.json: extra: unknown parameter"),
+])
+def test_a_malformed_manifest_is_refused_naming_the_file_and_key(export, tmp_path, edit, message) -> None:
+    folder, _, _ = export
+    payload = {**json.loads((folder / MANIFEST_NAME).read_text()), **edit}
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(payload))
+    with pytest.raises(InputError, match=message):
+        ExportManifest.load(tmp_path)
+
+
 def test_tensorrt_backend_without_tensorrt_is_refused_in_one_line(export) -> None:
     folder, model_config, model = export
     config = _config(model_config, backend="tensorrt", precision="fp16", exported=str(folder))
@@ -174,7 +172,7 @@ def test_tensorrt_backend_without_tensorrt_is_refused_in_one_line(export) -> Non
 def _prior_dataset(root) -> None:
     """Two 60x80 frames with a disc each, their index and saved prompts."""
     rows = []
-    frames, masks = _clip(2, (60, 80))
+    frames, masks = two_object_clip(2, (60, 80), speed=(1, 1))
     for i, (frame, mask) in enumerate(zip(frames, masks)):
         binary = (mask == 1).astype(np.uint8)
         for kind, image in (("images", frame), ("masks", binary)):
