@@ -21,7 +21,8 @@ from surgseg.engines.array_backend import array_kind, as_torch, to_numpy
 from surgseg.engines.device import resolve_device
 from surgseg.engines.errors import InputError
 from surgseg.engines.refiner.artifact import INPUT_NAMES, OUTPUT_NAME, RefinerArtifact
-from surgseg.engines.refiner.trt_engine import PRECISIONS, BuildConfig, build_engine, engine_path, timing_cache_path
+from surgseg.engines.refiner.trt_engine import (PRECISIONS, BuildConfig, build_engine, engine_path, execute,
+                                                timing_cache_path)
 
 if TYPE_CHECKING:
     import torch
@@ -339,13 +340,7 @@ class _TensorRTBackend:
 
         inputs = [t.to("cuda", torch.float32).contiguous() for t in (image, prior)]
         logits = torch.empty(self.logits_shape, device="cuda", dtype=torch.float32)
-        for name, tensor in zip((*INPUT_NAMES, OUTPUT_NAME), (*inputs, logits)):
-            self.context.set_tensor_address(name, tensor.data_ptr())
-            tensor.record_stream(self.stream)
-        self.stream.wait_stream(torch.cuda.current_stream())
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise RuntimeError("TensorRT execute_async_v3 failed")
-        torch.cuda.current_stream().wait_stream(self.stream)
+        execute(self.context, self.stream, dict(zip((*INPUT_NAMES, OUTPUT_NAME), (*inputs, logits))))
         return logits
 
 

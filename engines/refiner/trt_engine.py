@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -176,6 +177,20 @@ def _attach_timing_cache(builder_config, path: Path | None) -> None:
     """Start the build from the timing cache at `path` when it exists (else an empty one)."""
     data = path.read_bytes() if path is not None and path.is_file() else b""
     builder_config.set_timing_cache(builder_config.create_timing_cache(data), ignore_mismatch=False)
+
+
+def execute(context, stream, tensors: dict[str, Any]) -> None:
+    """Run a TensorRT 10 execution context on a torch CUDA `stream` over named device tensors (inputs with their
+    shapes already set, outputs allocated), ordered after and before the current stream's work."""
+    import torch
+
+    for name, tensor in tensors.items():
+        context.set_tensor_address(name, tensor.data_ptr())
+        tensor.record_stream(stream)
+    stream.wait_stream(torch.cuda.current_stream())
+    if not context.execute_async_v3(stream.cuda_stream):
+        raise RuntimeError("TensorRT execute_async_v3 failed")
+    torch.cuda.current_stream().wait_stream(stream)
 
 
 def entropy_calibrator(inputs: Iterable[tuple[np.ndarray, np.ndarray]], cache_path: str | os.PathLike | None):

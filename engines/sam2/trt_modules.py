@@ -19,7 +19,7 @@ import torch
 
 from surgseg.engines.errors import InputError
 from surgseg.engines.refiner.runtime import tensorrt_usable
-from surgseg.engines.refiner.trt_engine import (BuildConfig, Profiles, build_engine, engine_path,
+from surgseg.engines.refiner.trt_engine import (BuildConfig, Profiles, build_engine, engine_path, execute,
                                                 timing_cache_path)
 from surgseg.engines.sam2.backends import ExportedModules
 from surgseg.engines.sam2.config import MemoryConfig
@@ -94,17 +94,9 @@ class _EnginePart:
         inputs = [t.to(self.device).contiguous() for t in tensors]
         for name, tensor in zip(self.inputs, inputs):
             self.context.set_input_shape(name, tuple(tensor.shape))
-            self.context.set_tensor_address(name, tensor.data_ptr())
         outputs = [torch.empty(tuple(self.context.get_tensor_shape(n)), device=self.device, dtype=torch.float32)
                    for n in self.outputs]
-        for name, tensor in zip(self.outputs, outputs):
-            self.context.set_tensor_address(name, tensor.data_ptr())
-        for tensor in (*inputs, *outputs):
-            tensor.record_stream(self.stream)
-        self.stream.wait_stream(torch.cuda.current_stream())
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise RuntimeError("TensorRT execute_async_v3 failed")
-        torch.cuda.current_stream().wait_stream(self.stream)
+        execute(self.context, self.stream, dict(zip((*self.inputs, *self.outputs), (*inputs, *outputs))))
         return outputs
 
 
