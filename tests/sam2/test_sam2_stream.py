@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from sam2_clips import two_object_clip
+
 from surgseg.engines.config import validate_config
 from surgseg.engines.errors import InputError
 from surgseg.engines.preprocess import mask_to_model
@@ -18,24 +20,6 @@ from surgseg.engines.sam2.model import build_sam2_model
 from surgseg.engines.sam2.stream import StreamingSAM2, prune_victim
 
 SMALL = 128  # fast size for behaviour tests
-
-
-def _clip(count: int, size: tuple[int, int], seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Frames (textured background, a moving disc of class 1 and a sliding box of class 2) and their masks."""
-    h, w = size
-    rng = np.random.default_rng(seed)
-    background = cv2.GaussianBlur(rng.integers(40, 200, (h, w, 3), dtype=np.uint8), (0, 0), 2)
-    frames, masks = [], []
-    for t in range(count):
-        mask = np.zeros((h, w), np.uint8)
-        cv2.circle(mask, (w // 4 + 3 * t, h // 2), h // 8, 1, -1)
-        cv2.rectangle(mask, (w * 2 // 3, h // 6 + 2 * t), (w * 2 // 3 + w // 5, h // 3 + 2 * t), 2, -1)
-        frame = background.copy()
-        frame[mask == 1] = (200, 60, 60)
-        frame[mask == 2] = (60, 200, 90)
-        frames.append(frame)
-        masks.append(mask)
-    return frames, masks
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +39,7 @@ def test_matches_official_video_predictor_with_k1_n6_fifo(tmp_path) -> None:
     from sam2.build_sam import build_sam2_video_predictor
 
     size, count = 256, 20
-    frames, masks = _clip(count, (size, size))
+    frames, masks = two_object_clip(count, (size, size))
     for t, frame in enumerate(frames):
         cv2.imwrite(str(tmp_path / f"{t:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     model = build_sam2_model(ModelConfig(image_size=size))
@@ -93,7 +77,7 @@ def test_matches_official_video_predictor_with_k1_n6_fifo(tmp_path) -> None:
 
 
 def test_bank_stops_growing_once_full_with_k5_n4(small_model) -> None:
-    frames, masks = _clip(41, (96, 128))
+    frames, masks = two_object_clip(41, (96, 128))
     engine = _engine(small_model, every=5, max_memories=4, max_cond_frames=2, max_obj_ptrs=8)
     engine.seed(frames[0], prompts_from_mask(masks[0], 3))
     counts = []
@@ -108,7 +92,7 @@ def test_bank_stops_growing_once_full_with_k5_n4(small_model) -> None:
 
 
 def test_more_than_six_memories_are_kept_and_read(small_model) -> None:
-    frames, masks = _clip(11, (96, 128))
+    frames, masks = two_object_clip(11, (96, 128))
     engine = _engine(small_model, every=1, max_memories=8)
     engine.seed(frames[0], prompts_from_mask(masks[0], 3))
     for frame in frames[1:]:
@@ -126,7 +110,7 @@ def test_similarity_pruning_drops_the_entry_most_like_the_newest() -> None:
 
 
 def test_similarity_pruned_bank_stays_bounded(small_model) -> None:
-    frames, masks = _clip(9, (96, 128))
+    frames, masks = two_object_clip(9, (96, 128))
     engine = _engine(small_model, every=1, max_memories=3, pruning="similarity")
     engine.seed(frames[0], prompts_from_mask(masks[0], 3))
     for frame in frames[1:]:
@@ -136,7 +120,7 @@ def test_similarity_pruned_bank_stays_bounded(small_model) -> None:
 
 
 def test_reprompt_keeps_memory_and_adds_a_conditioning_frame(small_model) -> None:
-    frames, masks = _clip(6, (96, 128))
+    frames, masks = two_object_clip(6, (96, 128))
     engine = _engine(small_model, every=1, max_memories=6)
     engine.seed(frames[0], prompts_from_mask(masks[0], 3))
     for frame in frames[1:4]:
@@ -152,7 +136,7 @@ def test_reprompt_keeps_memory_and_adds_a_conditioning_frame(small_model) -> Non
 
 
 def test_condition_on_mask_outputs_the_mask_and_bounds_conditioning_frames(small_model) -> None:
-    frames, masks = _clip(6, (96, 128))
+    frames, masks = two_object_clip(6, (96, 128))
     engine = _engine(small_model, max_cond_frames=3)
     engine.seed(frames[0], prompts_from_mask(masks[0], 3))
     for t in range(1, 6):
@@ -171,7 +155,7 @@ def test_class_reported_absent_after_nonpositive_scores_then_reseeded(small_mode
     model = copy.deepcopy(small_model)
     with torch.no_grad():
         model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(-50.0)
-    frames, masks = _clip(5, (96, 128))
+    frames, masks = two_object_clip(5, (96, 128))
     engine = _engine(model, seeding=SeedingConfig(absent_after=3))
     engine.seed(frames[0], prompts_from_mask(masks[0], 3))
     flags = [engine.step(frame).absent for frame in frames[1:4]]
@@ -181,7 +165,7 @@ def test_class_reported_absent_after_nonpositive_scores_then_reseeded(small_mode
 
 
 def test_forgotten_class_is_absent_while_the_other_keeps_tracking(small_model) -> None:
-    frames, masks = _clip(4, (96, 128))
+    frames, masks = two_object_clip(4, (96, 128))
     engine = _engine(small_model)
     engine.seed(frames[0], prompts_from_mask(masks[0], 3))
     engine.step(frames[1])
@@ -193,7 +177,7 @@ def test_forgotten_class_is_absent_while_the_other_keeps_tracking(small_model) -
 
 
 def test_frame_and_preprocessed_tensor_inputs_agree(small_model) -> None:
-    frames, masks = _clip(2, (96, 128))
+    frames, masks = two_object_clip(2, (96, 128))
     prompts = prompts_from_mask(masks[0], 3)
     a, b = _engine(small_model), _engine(small_model)
     a.seed(frames[0], prompts)
@@ -204,7 +188,7 @@ def test_frame_and_preprocessed_tensor_inputs_agree(small_model) -> None:
 
 
 def test_image_logits_equal_a_seed_and_leave_state_alone(small_model) -> None:
-    frames, masks = _clip(3, (96, 128))
+    frames, masks = two_object_clip(3, (96, 128))
     prompts = prompts_from_mask(masks[0], 3)
     engine = _engine(small_model)
     seeded = engine.seed(frames[0], prompts)
