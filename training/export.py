@@ -8,13 +8,11 @@ failed export leaves the previous artefact untouched; `refiner.json` is moved la
 from __future__ import annotations
 
 import copy
-import importlib.metadata as md
 import json
 import logging
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from torch import nn
 
 from surgseg.engines.atomic import atomic_path
 from surgseg.engines.errors import InputError
+from surgseg.engines.onnx_files import MIN_OPSET, ExportCheckError, exporter_versions, write_onnx
 from surgseg.engines.refiner.artifact import (
     INPUT_NAMES,
     METADATA_NAME,
@@ -47,12 +46,7 @@ log = logging.getLogger(__name__)
 
 ONNX_NAME = "refiner.onnx"
 PROGRAM_NAME = "refiner.pt2"
-MIN_OPSET = 17
 CHECKPOINT_KEYS = ("classes", "input_size", "normalisation", "prior_encoding", "data_fingerprint", "val_metrics")
-
-
-class ExportCheckError(RuntimeError):
-    """An exported model disagrees with the torch model beyond the tolerance: nothing is written."""
 
 
 @dataclass
@@ -140,22 +134,6 @@ def artifact_from_checkpoint(meta: dict[str, Any], checkpoint: Path, out: Path) 
     return RefinerArtifact.from_json(payload, Path(out) / METADATA_NAME)
 
 
-def exporter_versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    try:
-        surgseg = md.version("surgseg")
-    except md.PackageNotFoundError:
-        surgseg = "source tree (not installed)"
-    return {
-        "surgseg": surgseg,
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
-
-
 def export_model(
     model: nn.Module, artifact: RefinerArtifact, inputs: ValidationInputs, opset: int = MIN_OPSET,
     tolerance: float = 1e-3,
@@ -168,7 +146,7 @@ def export_model(
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder, prefix=".export-"))
     try:
-        write_onnx(folded, example, staging / ONNX_NAME, opset)
+        write_checked_onnx(folded, example, staging / ONNX_NAME, opset)
         write_program(folded, example, staging / PROGRAM_NAME)
         staged = _with_files(artifact, staging, opset)
         staged.save()
@@ -226,19 +204,12 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
     return folded
 
 
-def write_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
-    """TorchScript-based ONNX export with static shapes, then `onnx.checker` (full check, shapes inferred) and a check
-    that no BatchNormalization node is left (TensorRT builds get the convolutions with BN folded in)."""
+def write_checked_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
+    """The refiner's ONNX (static shapes) and a check that no BatchNormalization node is left (TensorRT builds get
+    the convolutions with BN folded in)."""
     import onnx
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        torch.onnx.export(
-            model, example, str(path), dynamo=False, opset_version=opset,
-            input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME], do_constant_folding=True,
-        )
-    onnx.checker.check_model(str(path), full_check=True)
+    write_onnx(model, example, path, opset, list(INPUT_NAMES), [OUTPUT_NAME])
     unfolded = sum(node.op_type == "BatchNormalization" for node in onnx.load(str(path)).graph.node)
     if unfolded:
         raise ExportCheckError(f"{path.name}: {unfolded} BatchNormalization node(s) left unfolded")

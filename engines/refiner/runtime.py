@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from surgseg.engines.array_backend import array_kind, as_torch, to_numpy
 from surgseg.engines.device import resolve_device
 from surgseg.engines.errors import InputError
+from surgseg.engines.onnx_files import ort_session
 from surgseg.engines.refiner.artifact import INPUT_NAMES, OUTPUT_NAME, RefinerArtifact
 from surgseg.engines.refiner.trt_engine import (PRECISIONS, BuildConfig, build_engine, engine_path, execute,
                                                 timing_cache_path)
@@ -133,16 +134,9 @@ class _OnnxRuntimeBackend:
     """ONNX Runtime: CPU provider with `threads` intra-op threads, or CUDA provider with IO binding."""
 
     def __init__(self, artifact: RefinerArtifact, config: RuntimeConfig) -> None:
-        import onnxruntime as ort
-
         cuda = resolve_device(config.device) == "cuda" and "CUDAExecutionProvider" in _ort_providers()
         self.device = "cuda" if cuda else "cpu"
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = config.threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(str(artifact.file("onnx")), options, providers=providers)
+        self.session = ort_session(artifact.file("onnx"), config.threads, cuda)
         self.logits_shape = artifact.logits_shape()
 
     def run(self, image, prior):

@@ -12,12 +12,10 @@ folder and moved into place when every check has passed; the manifest is moved l
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata as md
 import logging
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ import torch
 
 from surgseg.engines.atomic import atomic_path
 from surgseg.engines.errors import InputError
+from surgseg.engines.onnx_files import MIN_OPSET, ExportCheckError, exporter_versions, ort_session, write_onnx
 from surgseg.engines.sam2.config import ModelConfig, canonical_model_name
 from surgseg.engines.sam2.manifest import (
     MANIFEST_NAME,
@@ -47,13 +46,8 @@ from surgseg.engines.sam2.onnx_parts import (
 
 log = logging.getLogger(__name__)
 
-OPSET = 17
 QUANTISATION = "onnxruntime quantize_dynamic: QInt8 weights, per tensor, MatMul only"
 SEED = 0
-
-
-class ExportCheckError(RuntimeError):
-    """An exported module disagrees with the torch model beyond the tolerance: nothing is written."""
 
 
 @dataclass(frozen=True)
@@ -61,12 +55,12 @@ class ExportConfig:
     model: ModelConfig
     out: Path
     int8: bool = False
-    opset: int = OPSET
+    opset: int = MIN_OPSET
     tolerance: float = 1e-3
 
     def __post_init__(self) -> None:
-        if self.opset < OPSET:
-            raise InputError(f"--opset: {self.opset} < {OPSET}")
+        if self.opset < MIN_OPSET:
+            raise InputError(f"--opset: {self.opset} < {MIN_OPSET}")
 
 
 @dataclass(frozen=True)
@@ -92,7 +86,7 @@ def export_sam2(config: ExportConfig) -> tuple[ExportManifest, dict[str, float]]
         manifest = ExportManifest(
             folder=staging, model=canonical_model_name(config.model.name), image_size=config.model.image_size,
             postprocessing=config.model.postprocessing, opset=config.opset, weights=weights_label(config.model),
-            backends=("onnxruntime", "tensorrt"), feat_sizes=_feat_sizes(model), files={}, exporter=_versions())
+            backends=("onnxruntime", "tensorrt"), feat_sizes=_feat_sizes(model), files={}, exporter=exporter_versions())
         for name in diffs:
             manifest = manifest.with_file(name, f"{name}.onnx")
         if config.int8:
@@ -176,18 +170,10 @@ def ensure_int8(manifest: ExportManifest) -> ExportManifest:
 
 def _export_part(case: _Case, reference: torch.nn.Module, folder: Path, config: ExportConfig) -> float:
     """Write `<name>.onnx`, then compare ONNX Runtime with the original (complex-RoPE) model on every input."""
-    import onnx
-
-    from surgseg.engines.sam2.ort_modules import ort_session
-
     path = folder / f"{case.name}.onnx"
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(case.module, case.inputs[0], str(path), dynamo=False, opset_version=config.opset,
-                          input_names=list(case.module.INPUTS), output_names=list(case.module.OUTPUTS),
-                          dynamic_axes=case.module.DYNAMIC or None, do_constant_folding=True)
-    onnx.checker.check_model(str(path))
-    session = ort_session(path, threads=2)
+    write_onnx(case.module, case.inputs[0], path, config.opset, list(case.module.INPUTS), list(case.module.OUTPUTS),
+               case.module.DYNAMIC or None)
+    session = ort_session(path, threads=2, spinning=False)
     original = _reference_module(case, reference)
     worst = 0.0
     for inputs in case.inputs:
@@ -254,13 +240,3 @@ def _feat_sizes(model: torch.nn.Module) -> tuple[tuple[int, int], ...]:
     """(h, w) of the three feature levels (strides 4, 8, 16)."""
     top = model.image_size // model.backbone_stride
     return ((4 * top, 4 * top), (2 * top, 2 * top), (top, top))
-
-
-def _versions() -> dict[str, str]:
-    versions = {}
-    for name in ("torch", "sam2", "onnx", "onnxruntime"):
-        try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions

@@ -125,7 +125,7 @@ class ExportManifest:
         try:
             fields = validate_config(ManifestFile, payload, "", check_paths=False)
         except InputError as exc:
-            raise InputError(f"{path}: {str(exc).lstrip('.')}") from None
+            raise InputError(f"{path}: {exc}") from None
         files = {part: {key: value for key, value in asdict(entry).items() if value is not None}
                  for part, entry in fields.files.items()}
         return cls(folder=path.parent, model=fields.model, image_size=fields.image_size,
