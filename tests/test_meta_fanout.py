@@ -14,7 +14,7 @@ FRAMES = 40
 def test_sibling_branches_never_see_each_others_meta_writes(tmp_path: Path) -> None:
     branch = {"type": "MetaWriter", "pause_ms": 3.0}
     graph = {
-        "name": "fanout", "device": "cpu", "plugins": ["fanout_plugins"],
+        "name": "fanout", "device": "cpu", "plugins": ["graph_plugins"],
         "scheduler": {"type": "multithread", "workers": 2},
         "operators": {
             "source": {"type": "TestPatternSource", "size": [16, 16], "frames": FRAMES},
