@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--graph", default="replay", help="shipped graph to run (default replay)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra override of the graph, e.g. operators.ema.alpha=0.5 (repeatable)")
+    parser.add_argument("--no-report", action="store_true", help="no out/report.html")
     parser.set_defaults(handler=run_demo_command)
 
 
@@ -29,7 +30,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
     block_stop_signals()
     config = DemoConfig(out=args.out, clip_frames=args.frames, sam2_checkpoint=args.sam2_checkpoint,
-                        train_minutes=args.train_minutes, graph=args.graph, extra_overrides=tuple(args.overrides))
+                        train_minutes=args.train_minutes, graph=args.graph, extra_overrides=tuple(args.overrides),
+                        report=not args.no_report)
     result = run_demo(config)
     print_summary(result)
     return 0

@@ -1,4 +1,5 @@
-"""Draw a class-id mask over a frame: class colours, class contours, and a HUD (fps, latency, confidence).
+"""Draw a class-id mask over a frame: class colours, class contours, the scope's field of view (a thin outline), and
+a HUD (fps, latency, confidence).
 
 Colour blending and contours work on numpy (CPU) and torch CUDA tensors alike (contours = pixels whose 3×3
 neighbourhood holds another class, a 2-px line). The HUD text is rendered by OpenCV into a small host patch and
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import cv2
@@ -16,6 +18,7 @@ import numpy as np
 
 from surgseg.engines.array_backend import array_kind
 from surgseg.engines.errors import InputError
+from surgseg.engines.fov import FieldOfView
 
 # RGB; index = class id (0 = background, never painted)
 PALETTE = np.array(
@@ -24,6 +27,7 @@ PALETTE = np.array(
     dtype=np.uint8,
 )
 CONTOUR_COLOUR = (255, 255, 255)
+FOV_COLOUR = (255, 220, 0)
 HUD_FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -33,6 +37,7 @@ class OverlayConfig:
     """Weight of the class colour inside the mask."""
     contours: bool = True
     hud: bool = True
+    fov_outline: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.opacity <= 1.0:
@@ -47,8 +52,10 @@ def class_colours(num_classes: int) -> np.ndarray:
     return colours
 
 
-def draw_overlay(frame: Any, mask: Any, config: OverlayConfig | None = None, hud_lines: list[str] | None = None) -> Any:
-    """The frame (H×W×3 uint8) with the mask (H×W class ids) blended in, contoured and with a HUD; same array kind."""
+def draw_overlay(frame: Any, mask: Any, config: OverlayConfig | None = None, hud_lines: list[str] | None = None,
+                 fov: FieldOfView | None = None) -> Any:
+    """The frame (H×W×3 uint8) with the mask (H×W class ids) blended in, contoured, the FOV outlined and with a HUD;
+    same array kind."""
     config = config or OverlayConfig()
     if tuple(mask.shape) != tuple(frame.shape[:2]):
         raise InputError(f"overlay: mask {tuple(mask.shape)} does not match frame {tuple(frame.shape[:2])}")
@@ -57,6 +64,8 @@ def draw_overlay(frame: Any, mask: Any, config: OverlayConfig | None = None, hud
     out = ops.blend(frame, mask, class_colours(num_classes), config.opacity)
     if config.contours:
         out = ops.paint(out, ops.contours(mask), CONTOUR_COLOUR)
+    if config.fov_outline and fov is not None and not fov.is_full:
+        out = ops.paint(out, ops.outline(fov, *frame.shape[:2], device=getattr(frame, "device", None)), FOV_COLOUR)
     if config.hud and hud_lines:
         out = ops.paste(out, render_hud(hud_lines, frame.shape[0]))
     return out
@@ -74,6 +83,15 @@ def render_hud(lines: list[str], frame_height: int) -> np.ndarray:
         baseline_y = 2 + line_h * (i + 1) - sizes[i][1] - 2
         cv2.putText(patch, line, (4, baseline_y), HUD_FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
     return patch
+
+
+@lru_cache(maxsize=4)
+def fov_outline(fov: FieldOfView, height: int, width: int) -> np.ndarray:
+    """H×W bool: the FOV's inner edge, one pixel wide (not along the frame's own edges)."""
+    inside = fov.mask(height, width).view(np.uint8)
+    edge = (inside > 0) & (cv2.erode(inside, np.ones((3, 3), np.uint8), borderValue=1) == 0)
+    edge.flags.writeable = False
+    return edge
 
 
 class RateMeter:
@@ -102,6 +120,10 @@ class _NumpyOps:
     def contours(mask: np.ndarray) -> np.ndarray:
         kernel = np.ones((3, 3), np.uint8)
         return cv2.dilate(mask, kernel) != cv2.erode(mask, kernel)
+
+    @staticmethod
+    def outline(fov: FieldOfView, height: int, width: int, device: Any = None) -> np.ndarray:
+        return fov_outline(fov, height, width)
 
     @staticmethod
     def paint(image: np.ndarray, where: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
@@ -134,6 +156,13 @@ class _TorchOps:
         high = F.max_pool2d(m, 3, stride=1, padding=1)
         low = -F.max_pool2d(-m, 3, stride=1, padding=1)
         return (high != low)[0, 0]
+
+    @staticmethod
+    @lru_cache(maxsize=4)
+    def outline(fov: FieldOfView, height: int, width: int, device: Any = None) -> Any:
+        import torch
+
+        return torch.from_numpy(fov_outline(fov, height, width).copy()).to(device)
 
     @staticmethod
     def paint(image: Any, where: Any, colour: tuple[int, int, int]) -> Any:

@@ -3,9 +3,10 @@
 Per frame: a non-finite guard (NaN/Inf logits → hold the last good mask and flag it), a scene-cut test (grey-level
 histogram distance between consecutive frames; a cut resets the filter), an EMA on logits at model size
 (`ema = α·logits + (1−α)·ema`, so α = 1 turns smoothing off), un-letterboxing of the smoothed logits to the source
-size (bilinear), argmax, then per foreground class hole filling and removal of components under `min_area` source
-pixels. numpy + OpenCV on the CPU; torch on CUDA with cupyx.scipy.ndimage labelling for the component work (no
-host copy, the same masks as the CPU path: see `clean_by_labels`).
+size (bilinear), argmax, background outside the scope's field of view (when given), then per foreground class hole
+filling and removal of components under `min_area` source pixels. numpy + OpenCV on the CPU; torch on CUDA with
+cupyx.scipy.ndimage labelling for the component work (no host copy, the same masks as the CPU path: see
+`clean_by_labels`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -21,6 +22,9 @@ import numpy as np
 from surgseg.engines.array_backend import array_kind, is_on_device
 from surgseg.engines.errors import InputError
 from surgseg.engines.letterbox import LetterboxGeometry, unletterbox
+
+if TYPE_CHECKING:
+    from surgseg.engines.fov import FieldOfView
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +73,16 @@ class TemporalFilter:
         self._ema: Any = None
         self._signature: Any = None
         self._last_mask: Any = None
+        self._fov_mask: tuple[Any, Any] | None = None
+        """(FieldOfView, its H×W bool mask where the masks live): uploaded once per FOV on a GPU."""
 
     def reset(self) -> None:
         self._ema = None
 
-    def update(self, logits: Any, frame: Any, geometry: LetterboxGeometry | None = None) -> TemporalResult:
-        """Smooth (1, C, h, w) or (C, h, w) `logits`; `frame` (H×W×3) drives the scene-cut test."""
+    def update(self, logits: Any, frame: Any, geometry: LetterboxGeometry | None = None,
+               fov: FieldOfView | None = None) -> TemporalResult:
+        """Smooth (1, C, h, w) or (C, h, w) `logits`; `frame` (H×W×3) drives the scene-cut test; nothing is
+        predicted outside `fov`."""
         logits = logits[0] if logits.ndim == 4 else logits
         if logits.ndim != 3 or logits.shape[0] < 2:
             raise InputError(f"logits: expected (C, h, w) with C >= 2, got shape {tuple(logits.shape)}")
@@ -87,9 +95,21 @@ class TemporalFilter:
         self._ema = logits if self._ema is None or alpha == 1.0 else alpha * logits + (1.0 - alpha) * self._ema
         ops = _TorchOps if is_on_device(logits) else _NumpyOps
         mask = ops.to_source_mask(self._ema, geometry)
+        if fov is not None and not fov.is_full:
+            mask[~self._inside(fov, mask)] = 0
         mask = ops.clean(mask, logits.shape[0], self.config.fill_holes, self.config.min_area)
         self._last_mask = mask
         return TemporalResult(mask, ops.confidence(self._ema), cut, held=False)
+
+    def _inside(self, fov: FieldOfView, like: Any) -> Any:
+        if self._fov_mask is None or self._fov_mask[0] != fov:
+            inside = fov.mask(*like.shape[:2])
+            if array_kind(like) != "numpy":
+                import torch
+
+                inside = torch.from_numpy(inside.copy()).to(like.device)
+            self._fov_mask = (fov, inside)
+        return self._fov_mask[1]
 
     def _scene_cut(self, frame: Any) -> bool:
         signature = scene_signature(frame)
@@ -218,12 +238,15 @@ class _TorchOps:
         import torch
         import torch.nn.functional as F
 
-        if geometry is not None:
-            g = geometry
-            crop = logits[:, g.top : g.top + g.resized_h, g.left : g.left + g.resized_w]
-            logits = F.interpolate(crop[None].float(), size=(g.source_h, g.source_w), mode="bilinear",
-                                   align_corners=False)[0]
-        return logits.argmax(dim=0).to(torch.uint8)
+        if geometry is None:
+            return logits.argmax(dim=0).to(torch.uint8)
+        g = geometry
+        picture = logits[:, g.top : g.top + g.resized_h, g.left : g.left + g.resized_w]
+        x0, y0, x1, y1 = g.crop
+        back = F.interpolate(picture[None].float(), size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0]
+        mask = torch.zeros((g.source_h, g.source_w), dtype=torch.uint8, device=logits.device)
+        mask[y0:y1, x0:x1] = back.argmax(dim=0).to(torch.uint8)
+        return mask
 
     @staticmethod
     def clean(mask: Any, num_classes: int, fill_holes: bool, min_area: int) -> Any:

@@ -1,12 +1,17 @@
-"""`Overlay`: the frame with class colours, contours and a HUD (fps, end-to-end latency, confidence, and the SAM 2
-prior's age when SAM 2 runs asynchronously) → `overlay`."""
+"""`Overlay`: the frame with class colours, contours, the field of view's outline and a HUD (fps, end-to-end latency,
+confidence, the SAM 2 prior's age when SAM 2 runs asynchronously, a warning when the mask hugs the FOV's rim)
+→ `overlay`."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
+from surgseg.engines.fov import FieldOfView
+from surgseg.engines.frame_qa import RimCover
+from surgseg.engines.instance_overlay import draw_instances
 from surgseg.engines.overlay import OverlayConfig, RateMeter, draw_overlay
+from surgseg.engines.sam2.instances import message_instance_ids
 from surgseg.operators.base import Message, SurgsegOperator
 
 
@@ -15,6 +20,8 @@ class OverlayOpConfig:
     opacity: float = 0.45
     contours: bool = True
     hud: bool = True
+    fov_outline: bool = True
+    """Outline the scope's field of view (when Preproc found one)."""
 
 
 def prior_age_line(age: dict) -> str:
@@ -33,7 +40,7 @@ class Overlay(SurgsegOperator):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         c = self.config
-        self.style = OverlayConfig(c.opacity, c.contours, c.hud)
+        self.style = OverlayConfig(c.opacity, c.contours, c.hud, c.fov_outline)
         self.rate = RateMeter()
 
     def process(self, inputs: dict[str, Message | None]) -> dict[str, Message]:
@@ -48,5 +55,11 @@ class Overlay(SurgsegOperator):
             lines.append(f"confidence {meta['confidence']:.2f}")
         if "prior_age" in meta:
             lines.append(prior_age_line(meta["prior_age"]))
-        image = draw_overlay(message["frame"], message["mask"], self.style, lines if self.style.hud else None)
+        if "fov_border" in meta and RimCover(**meta["fov_border"]).flagged():
+            lines.append("QA: mask on FOV border")
+        fov = FieldOfView.from_dict(meta["fov"]) if "fov" in meta else None
+        image = draw_overlay(message["frame"], message["mask"], self.style, lines if self.style.hud else None, fov)
+        ids = message_instance_ids(message)
+        if ids is not None:
+            image = draw_instances(image, ids, self.style.opacity)
         return {"overlay": {**message, "overlay": image}}

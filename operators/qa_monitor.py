@@ -5,7 +5,9 @@ re-seed or release, plus the per-operator milliseconds: enough to reconstruct a 
 
 Flags: `low_confidence` (mean max softmax of `logits` under `min_confidence`), `large_change` (1 − IoU of the
 foreground against frame t−1 over `max_change`), `non_finite` (NaN/Inf logits) and `bad_output` (an upstream
-operator set `meta['bad_output']`, e.g. it held the last good mask).
+operator set `meta['bad_output']`, e.g. it held the last good mask) and `fov_border` (the mask covers a long arc of
+the field of view's rim, or much of its rim band: `meta['fov_border']` from TemporalEMA over `max_border_arc` or
+`max_border_fill`; a scope's dark border painted as foreground).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import IO, Any
 import numpy as np
 
 from surgseg.engines.array_backend import to_numpy
-from surgseg.engines.frame_qa import confidence, mask_change
+from surgseg.engines.frame_qa import MAX_RIM_ARC, MAX_RIM_FILL, RimCover, confidence, mask_change
 from surgseg.operators.base import Message, SurgsegOperator
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,10 @@ class QAMonitorConfig:
     max_change: float = 0.5
     only_flagged: bool = False
     """Write only the frames with a flag (default: every frame, flagged or not)."""
+    max_border_arc: float = MAX_RIM_ARC
+    """Longest stretch of the FOV's rim the mask may cover (share of the rim) before `fov_border`."""
+    max_border_fill: float = MAX_RIM_FILL
+    """Share of the FOV's rim band the mask may fill before `fov_border`."""
 
 
 class QAMonitor(SurgsegOperator):
@@ -80,8 +86,12 @@ class QAMonitor(SurgsegOperator):
             self._previous = mask.copy()
         if message["meta"].get("bad_output"):
             flags.append("bad_output")
+        rim = message["meta"].get("fov_border")
+        if rim is not None and RimCover(**rim).flagged(self.config.max_border_arc, self.config.max_border_fill):
+            flags.append("fov_border")
         return {"confidence": None if score is None or math.isnan(score) else round(score, 4),
-                "change": None if change is None else round(change, 4), "flags": flags}
+                "change": None if change is None else round(change, 4), "flags": flags,
+                **({} if rim is None else {"fov_border": rim})}
 
     def stop(self) -> None:
         self._log.close()
@@ -90,14 +100,18 @@ class QAMonitor(SurgsegOperator):
 
 
 def seeding_record(meta: dict[str, Any]) -> dict[str, Any]:
-    """SAM 2's tracked classes and this frame's seed/re-seed/release events (non-empty ones) and timings."""
+    """SAM 2's tracked classes, this frame's seed/re-seed/release events (non-empty ones), prior age, the source's
+    dropped-frame count and timings."""
     record: dict[str, Any] = {}
     sam2 = meta.get("sam2")
     if sam2 is not None:
         record["tracked"] = sorted(int(c) for c in sam2.get("memory", {}))
-        record.update({key: sam2[key] for key in ("seeded", "reseeded", "released") if sam2.get(key)})
+        record.update({key: sam2[key] for key in ("seeded", "reseeded", "released", "instances")
+                       if sam2.get(key)})
     if meta.get("prior_age") is not None:
         record["prior_age"] = meta["prior_age"]
+    if meta.get("dropped_total") is not None:
+        record["dropped_total"] = meta["dropped_total"]
     if meta.get("timings_ms"):
         record["timings_ms"] = {name: round(ms, 3) for name, ms in meta["timings_ms"].items()}
     return record

@@ -1,9 +1,13 @@
-"""`TemporalEMA`: smoothed, cleaned class-id `mask` at source resolution from the refiner's `logits`."""
+"""`TemporalEMA`: smoothed, cleaned class-id `mask` at source resolution from the refiner's `logits` (background
+outside `meta["fov"]`, the scope's field of view, when Preproc found one; then `meta["fov_border"]` says how much of
+the mask lies on the FOV's rim, which QA and the HUD flag)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from surgseg.engines.fov import FieldOfView
+from surgseg.engines.frame_qa import rim_cover
 from surgseg.engines.letterbox import LetterboxGeometry
 from surgseg.engines.temporal import TemporalConfig, TemporalFilter
 from surgseg.operators.base import Message, SurgsegOperator
@@ -38,8 +42,12 @@ class TemporalEMA(SurgsegOperator):
         message = inputs["logits"]
         meta = message["meta"]
         geometry = LetterboxGeometry(**meta["letterbox"]) if "letterbox" in meta else None
-        result = self.filter.update(message["logits"], message["frame"], geometry)
+        fov = FieldOfView.from_dict(meta["fov"]) if "fov" in meta else None
+        result = self.filter.update(message["logits"], message["frame"], geometry, fov)
         self.held_frames += result.held
         self.scene_cuts += result.scene_cut
         meta.update(confidence=result.confidence, scene_cut=result.scene_cut, held=result.held)
+        rim = None if fov is None else rim_cover(result.mask, fov)
+        if rim is not None:
+            meta["fov_border"] = rim.to_dict()
         return {"mask": {**message, "mask": result.mask}}

@@ -139,3 +139,33 @@ def test_wrong_prior_lies_away_from_the_truth(tmp_path: Path) -> None:
         mask = dataset.load(i)[1]
         prior = dataset.prior(i, mask)
         assert dice(prior[0] > 0, mask > 0) < 0.1 and (prior[0] > 0).sum() > 0.3 * mask.sum()
+
+
+def write_scope_pair(folder: Path) -> dict:
+    """A lit disc on a black border (96x128) whose mask also marks a corner of the border."""
+    image = np.zeros((96, 128, 3), np.uint8)
+    cv2.circle(image, (64, 48), 40, (60, 120, 200), -1)
+    mask = np.zeros((96, 128), np.uint8)
+    mask[40:56, 56:72] = 1
+    mask[:6, :6] = 1
+    cv2.imwrite(str(folder / "s.png"), image)
+    cv2.imwrite(str(folder / "s_mask.png"), mask)
+    prior = np.zeros((1, 96, 128), np.float32)
+    prior[0, 40:56, 56:72] = 5.0
+    (folder / "priors").mkdir()
+    np.save(folder / "priors" / "s.npy", prior)
+    row = {"image_path": "s.png", "mask_path": "s_mask.png", "split": "train", "video_id": "v"}
+    (folder / "index.jsonl").write_text(json.dumps(row) + "\n")
+    return row
+
+
+def test_fov_crop_cuts_image_mask_and_prior_file_to_the_detected_field_of_view(tmp_path: Path) -> None:
+    write_scope_pair(tmp_path)
+    dataset = RefinerDataset(read_samples(tmp_path / "index.jsonl"), 2, TripletTransform((96, 128), False),
+                             prior_dir=tmp_path / "priors", fov_crop=True)
+    image, mask = dataset.load(0)
+    assert image.shape[:2] == mask.shape and 76 <= mask.shape[0] <= 84 and 76 <= mask.shape[1] <= 84
+    assert mask.sum() == 16 * 16  # the border's corner is background outside the FOV
+    prior = dataset.prior(0, mask)
+    assert prior.shape[1:] == mask.shape
+    np.testing.assert_array_equal(prior[0] > 0, mask > 0)

@@ -8,6 +8,8 @@ mask: fresh for every epoch in training, fixed per sample in validation. With th
 stale prior comes from the frame k earlier in the same video (ordered by `frame_id`, else file order; the video's
 first frame when fewer precede), flow-warped at about 160 px wide when the plan says so, and a wrong "object" prior
 from a frame of another video (another frame of this one when there is a single video).
+With `fov_crop` every frame is cut to the field of view detected on it (`surgseg.engines.fov`), as the runtime's
+Preproc does before letterboxing: the mask is background outside the FOV and a prior file is cropped alike.
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ class RefinerDataset(torch.utils.data.Dataset):
         pair_next: bool = False,
         cache: bool = True,
         seed: int = 0,
+        fov_crop: bool = False,
     ) -> None:
         if not samples:
             raise InputError("dataset: no samples for this split")
@@ -126,6 +129,9 @@ class RefinerDataset(torch.utils.data.Dataset):
         self.fresh_priors = fresh_priors
         self.pair_next = pair_next
         self.seed = seed
+        self.fov_crop = fov_crop
+        self._crops: dict[int, tuple[tuple[int, int], tuple[int, int, int, int]]] = {}
+        """Sample → (source H, W) and the FOV box it was cut to."""
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
         self._next = self._next_in_video()
@@ -182,14 +188,29 @@ class RefinerDataset(torch.utils.data.Dataset):
         image, mask = read_image(s.image_path), read_mask(s.mask_path, self.num_classes)
         if image.shape[:2] != mask.shape:
             raise InputError(f"{s.mask_path}: mask {mask.shape} does not match image {image.shape[:2]}")
+        if self.fov_crop:
+            image, mask = self._crop(i, image, mask)
         if self._cache is not None:
             self._cache[i] = (image, mask)
         return image, mask
 
+    def _crop(self, i: int, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Image and mask cut to the FOV detected on the image (mask background outside it)."""
+        from surgseg.engines.fov import crop_to_fov, detect_fov, outside_to_background
+
+        fov = detect_fov(image)
+        self._crops[i] = (mask.shape, fov.bbox)
+        mask = outside_to_background(mask, fov)
+        return np.ascontiguousarray(crop_to_fov(image, fov)), np.ascontiguousarray(crop_to_fov(mask, fov))
+
     def prior(self, i: int, mask: np.ndarray) -> np.ndarray:
         """Source-resolution prior logits of sample i (from file, or simulated)."""
         if self.prior_dir is not None:
-            return read_prior(self.prior_dir / f"{self.samples[i].stem}.npy", self.num_classes, mask.shape)
+            path = self.prior_dir / f"{self.samples[i].stem}.npy"
+            if i not in self._crops:
+                return read_prior(path, self.num_classes, mask.shape)
+            source_hw, (x0, y0, x1, y1) = self._crops[i]
+            return np.ascontiguousarray(read_prior(path, self.num_classes, source_hw)[:, y0:y1, x0:x1])
         key = [self.seed, self.epoch, i] if self.fresh_priors else [self.seed, i]
         rng = np.random.default_rng(key)
         plan = self.plan(i)

@@ -1,10 +1,15 @@
 """Synthetic surgical clips on disk: PNG frames, PNG class-id masks, an H.264 mp4 and clip.json per clip, one
-dataset.jsonl (index rows + `tags`) and classes.yaml; plus a contact sheet for people to look at."""
+dataset.jsonl (index rows + `tags`) and classes.yaml; plus a contact sheet for people to look at.
+
+A share of the clips can have a randomised look (`domain`) and a share no instrument at all (`negatives`: hard
+negatives); with `fov_crop` each clip is stored cropped to the field of view detected on its first frame, the crop
+the runtime makes before letterboxing (trimmed to even sides for H.264)."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,18 +35,32 @@ class SynthDatasetConfig:
     num_classes: int = 3
     seed: int = 0
     fps: int = 25
+    domain: float = 0.0
+    """Share of clips with a randomised look (`SyntheticClipConfig.domain`), spread evenly over the clips."""
+    negatives: float = 0.0
+    """Share of clips without any instrument, spread evenly (offset from the domain clips' pattern)."""
+    fov_crop: bool = False
 
     def __post_init__(self) -> None:
         if self.clips < 1:
             raise InputError(f"--clips: {self.clips} (at least 1)")
+        for name in ("domain", "negatives"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"synth.{name}: {getattr(self, name)} (a share of the clips, 0 to 1)")
         if self.size[0] % 2 or self.size[1] % 2:
             raise InputError(f"--size: {self.size[0]}x{self.size[1]} (H.264 needs even width and height)")
 
     def clip(self, index: int) -> SyntheticClipConfig:
         """Clip `index`'s generator config: its own seed, derived from the dataset seed."""
         return SyntheticClipConfig(
-            size=self.size, frames=self.frames, num_classes=self.num_classes, seed=self.seed * 1000 + index
+            size=self.size, frames=self.frames, num_classes=self.num_classes, seed=self.seed * 1000 + index,
+            domain=_spread(index, self.domain), presence=() if _spread(index, self.negatives, 0.5) else None,
         )
+
+
+def _spread(index: int, share: float, phase: float = 0.0) -> bool:
+    """Whether clip `index` is one of an evenly spread `share` of the clips."""
+    return math.floor((index + 1) * share + phase) > math.floor(index * share + phase)
 
 
 def write_synthetic_dataset(config: SynthDatasetConfig) -> list[dict[str, Any]]:
@@ -52,7 +71,7 @@ def write_synthetic_dataset(config: SynthDatasetConfig) -> list[dict[str, Any]]:
     for index in range(config.clips):
         clip = SyntheticClip(config.clip(index))
         names = clip.config.class_names
-        rows.extend(_write_clip(clip, config.out / f"clip_{index:03d}", config.fps))
+        rows.extend(_write_clip(clip, config.out / f"clip_{index:03d}", config.fps, config.fov_crop))
     write_classes(config.out / "classes.yaml", names)
     write_index(config.out / "dataset.jsonl", rows)
     return rows
@@ -111,23 +130,36 @@ def save_png(path: Path, image: np.ndarray) -> None:
             raise InputError(f"{path}: could not write")
 
 
-def _write_clip(clip: SyntheticClip, folder: Path, fps: int) -> list[dict[str, Any]]:
+def crop_box(clip: SyntheticClip, crop: bool) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the FOV detected on the clip's first frame (even sides), or the whole frame."""
+    if not crop:
+        return 0, 0, clip.width, clip.height
+    from surgseg.engines.fov import detect_fov
+
+    x0, y0, x1, y1 = detect_fov(clip.render(0)[0]).bbox
+    return x0, y0, x1 - (x1 - x0) % 2, y1 - (y1 - y0) % 2
+
+
+def _write_clip(clip: SyntheticClip, folder: Path, fps: int, crop: bool) -> list[dict[str, Any]]:
     import av
     from tqdm import tqdm
 
     rows = []
+    x0, y0, x1, y1 = crop_box(clip, crop)
     with atomic_path(folder / "clip.mp4") as video_path:
         with av.open(str(video_path), mode="w") as container:
             stream = container.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "veryfast"})
-            stream.width, stream.height, stream.pix_fmt = clip.width, clip.height, "yuv420p"
+            stream.width, stream.height, stream.pix_fmt = x1 - x0, y1 - y0, "yuv420p"
             for t, (frame, mask, tags) in enumerate(tqdm(clip, desc=folder.name, unit="frame", leave=False)):
+                frame, mask = np.ascontiguousarray(frame[y0:y1, x0:x1]), np.ascontiguousarray(mask[y0:y1, x0:x1])
                 image_path, mask_path = folder / "frames" / f"{t:06d}.png", folder / "masks" / f"{t:06d}.png"
                 save_png(image_path, frame)
                 save_png(mask_path, mask)
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
                 rows.append(_row(image_path, mask_path, folder.name, t, mask, tags))
             container.mux(stream.encode(None))
-    info = {"config": dataclasses.asdict(clip.config), "schedule": clip.schedule}
+    info = {"config": dataclasses.asdict(clip.config), "schedule": clip.schedule,
+            "look": dataclasses.asdict(clip.look), "crop": [x0, y0, x1, y1]}
     atomic_write_json(folder / "clip.json", {**info, "class_names": clip.config.class_names})
     log.info("%s: %d frames, schedule %s", folder, len(rows), clip.schedule)
     return rows

@@ -71,6 +71,7 @@ class DataConfig:
     augment: dict[str, Any] = field(default_factory=dict)  # overrides of AugmentSettings
     oversample: bool = True
     cache_images: bool = True
+    fov_crop: bool = True  # cut each frame to its detected field of view, as the shipped graphs' Preproc does
 
     def __post_init__(self) -> None:
         _require(self, classes=(len(self.classes) >= 2 and len(set(self.classes)) == len(self.classes),
@@ -196,7 +197,8 @@ def make_datasets(config: TrainConfig, train: list[Sample], val: list[Sample]) -
     size = (d.input_size[0], d.input_size[1])
     prior_sim = PriorSimSettings(**d.prior_sim)
     augment = AugmentSettings(**d.augment)
-    common = {"prior_dir": d.prior_dir, "prior_settings": prior_sim, "cache": d.cache_images, "seed": config.seed}
+    common = {"prior_dir": d.prior_dir, "prior_settings": prior_sim, "cache": d.cache_images, "seed": config.seed,
+              "fov_crop": d.fov_crop}
     train_ds = RefinerDataset(train, num_classes, TripletTransform(size, True, augment), fresh_priors=True,
                               pair_next=config.loss.temporal > 0, **common)
     val_ds = RefinerDataset(val, num_classes, TripletTransform(size, False), fresh_priors=False, **common)

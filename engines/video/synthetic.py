@@ -2,6 +2,13 @@
 
 Everything random is drawn once per clip from `seed` (trajectories, textures, event schedule), so `render(t)` is a
 pure function of the config and `t`: frames can be rendered in any order and a clip is identical across runs.
+
+With `domain=True` the clip's look is randomised too (issue 20), from a generator of its own so that the classic
+clips stay as they were: the scope's field of view (circle, offset or clipped circle, rounded rectangle, octagon,
+full frame) with a dark border, on-screen text, timestamps, logos and menus in and around the border (never
+instrument in the ground truth), a tissue palette (liver, fat, bowel, gallbladder, blood, colonoscopy mucosa),
+instrument finish (black, grey, bare metal), exposure, a dark lumen, an over-exposed wall near the edge, irrigation
+fluid, defocus and barrel lens distortion.
 """
 
 from __future__ import annotations
@@ -24,6 +31,33 @@ VESSEL_RGB = np.array([0.42, 0.05, 0.07], np.float32)
 VEIN_RGB = np.array([0.36, 0.14, 0.26], np.float32)
 SMOKE_RGB = np.array([0.86, 0.84, 0.82], np.float32)
 MAX_PIVOT = 0.3  # rad; less on very wide frames, so the axis always crosses the middle of the frame
+FOV_KINDS = ("full", "circle", "offset_circle", "rounded", "octagon")
+FINISHES = {"black": (0.03, 0.10), "grey": (0.22, 0.40), "metal": (0.55, 0.78)}  # shaft grey level range
+HUD_COLOURS = ((255, 255, 255), (90, 255, 90), (255, 230, 60), (80, 220, 255), (200, 200, 200))
+FPS = 25
+
+
+@dataclass(frozen=True)
+class Palette:
+    """Tissue colours (RGB in 0..1), how much fat shows (threshold on a noise map) and how wet it shines."""
+
+    tissue: tuple[float, float, float]
+    fat: tuple[float, float, float]
+    vessel: tuple[float, float, float]
+    vein: tuple[float, float, float]
+    fat_level: float = 0.62
+    wet: float = 1.0
+
+
+PALETTES = {
+    "classic": Palette(tuple(TISSUE_RGB), tuple(FAT_RGB), tuple(VESSEL_RGB), tuple(VEIN_RGB)),
+    "liver": Palette((0.50, 0.17, 0.13), (0.70, 0.45, 0.25), (0.30, 0.04, 0.05), (0.28, 0.10, 0.16), 0.8, 1.3),
+    "fat": Palette((0.90, 0.72, 0.42), (0.97, 0.86, 0.55), (0.55, 0.10, 0.08), (0.45, 0.18, 0.25), 0.4, 1.0),
+    "bowel": Palette((0.86, 0.55, 0.50), (0.90, 0.74, 0.46), (0.55, 0.10, 0.12), (0.45, 0.20, 0.32), 0.62, 1.2),
+    "gallbladder": Palette((0.52, 0.58, 0.40), (0.86, 0.76, 0.48), (0.45, 0.12, 0.12), (0.30, 0.30, 0.40), 0.7, 1.5),
+    "blood": Palette((0.50, 0.05, 0.05), (0.70, 0.20, 0.12), (0.25, 0.02, 0.03), (0.30, 0.04, 0.06), 0.8, 1.3),
+    "mucosa": Palette((0.92, 0.58, 0.45), (0.96, 0.80, 0.62), (0.65, 0.18, 0.15), (0.55, 0.25, 0.30), 0.75, 1.6),
+}
 
 
 @dataclass(frozen=True)
@@ -40,8 +74,18 @@ class SyntheticClipConfig:
     glare: tuple[Interval, ...] | None = None
     fast_motion: tuple[Interval, ...] | None = None
     camera_motion: float = 1.0
+    domain: bool = False
+    """Randomise the look (FOV, HUD, palette, instrument finish, exposure, lens, fluid) from the seed."""
+    fov: str | None = None
+    """Field-of-view shape, one of FOV_KINDS (None: drawn from the seed when `domain`, else the full frame)."""
+    palette: str | None = None
+    """Tissue palette, a key of PALETTES (None: drawn from the seed when `domain`, else "classic")."""
 
     def __post_init__(self) -> None:
+        if self.fov is not None and self.fov not in FOV_KINDS:
+            raise InputError(f"synthetic.fov: {self.fov!r} (use one of {', '.join(FOV_KINDS)})")
+        if self.palette is not None and self.palette not in PALETTES:
+            raise InputError(f"synthetic.palette: {self.palette!r} (use one of {', '.join(PALETTES)})")
         if self.num_classes not in (2, 3):
             raise InputError(f"synthetic.num_classes: {self.num_classes} (use 2 = instrument, 3 = shaft + tip)")
         if len(self.size) != 2 or min(self.size) < 32:
@@ -77,6 +121,50 @@ class _Instrument:
     phase: np.ndarray
 
 
+@dataclass(frozen=True)
+class Look:
+    """A clip's appearance beyond the scene (all neutral for a classic clip)."""
+
+    fov: str = "full"
+    palette: str = "classic"
+    exposure: float = 1.0
+    border: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    distortion: float = 0.0
+    defocus: float = 0.0
+    hud: bool = False
+    lumen: bool = False
+    bloom: bool = False
+    irrigation: tuple[Interval, ...] = ()
+    finish: str | None = None
+
+    @property
+    def classic(self) -> bool:
+        return self == Look()
+
+
+def draw_look(config: SyntheticClipConfig, rng: np.random.Generator) -> Look:
+    """The clip's look: drawn from `rng` (always the same draws, in the same order) when `config.domain`, else the
+    classic one; `config.fov` and `config.palette` override the draw."""
+    fov = FOV_KINDS[int(rng.choice(len(FOV_KINDS), p=[0.2, 0.3, 0.15, 0.15, 0.2]))]
+    palette = str(rng.choice(list(PALETTES), p=[0.1, 0.12, 0.12, 0.16, 0.1, 0.1, 0.3]))  # mucosa: colonoscopy
+    exposure = float(np.clip(np.exp(rng.normal(0.0, 0.3)), 0.55, 1.7))
+    border = tuple(float(v) for v in rng.uniform(0.0, 0.1) + rng.uniform(0.0, 0.02, 3))
+    distortion = float(rng.uniform(0.05, 0.3)) if rng.random() < 0.5 else 0.0
+    defocus = float(rng.uniform(0.5, 1.5)) if rng.random() < 0.3 else 0.0
+    hud = bool(rng.random() < 0.75)
+    lumen = bool(rng.random() < (0.8 if palette == "mucosa" else 0.25))
+    bloom = bool(rng.random() < 0.8)
+    length = max(1, int(rng.uniform(0.2, 0.5) * config.frames))
+    start = int(rng.integers(0, max(1, config.frames - length + 1)))
+    irrigation = ((start, start + length),) if rng.random() < 0.3 else ()
+    finish = str(rng.choice(list(FINISHES)))
+    if not config.domain:
+        return Look(fov=config.fov or "full", palette=config.palette or "classic")
+    return Look(fov=config.fov or fov, palette=config.palette or palette, exposure=exposure, border=border,
+                distortion=distortion, defocus=defocus, hud=hud, lumen=lumen, bloom=bloom,
+                irrigation=_clip_intervals(irrigation, config.frames), finish=finish)
+
+
 class SyntheticClip:
     """Precomputes textures and trajectories once; `render(t)` draws frame t."""
 
@@ -85,9 +173,12 @@ class SyntheticClip:
         self.width, self.height = int(config.size[0]), int(config.size[1])
         self.scale = float(min(self.width, self.height))
         rng = np.random.default_rng(config.seed)
+        look_rng = np.random.default_rng([config.seed, 20])  # the look's own draws: classic clips stay unchanged
+        self.look = draw_look(config, look_rng)
         self.schedule = _resolve_schedule(config, rng)
         self.margin = int(0.3 * max(self.width, self.height))
-        self.tissue = _tissue_texture(self.height + 2 * self.margin, self.width + 2 * self.margin, rng)
+        self.tissue = _tissue_texture(self.height + 2 * self.margin, self.width + 2 * self.margin, rng,
+                                      PALETTES[self.look.palette])
         self.smoke_field = _noise(self.height // 6 + 24, self.width // 6 + 24, rng, octaves=(3, 6, 12))
         # Frame-space layers stored with 3 equal channels so OpenCV applies them in one (threaded) pass each; the
         # noise lacks the +0.5 that truncation needed because the final add rounds (saturate_cast) instead.
@@ -100,6 +191,34 @@ class SyntheticClip:
         self.instruments = [_random_instrument(s, e, self.scale, rng) for s, e in self.schedule["presence"]]
         self.occluder_shape = _blob_profile(rng)
         self.glare_offset = rng.uniform(-0.2, 0.2, 2)
+        self.fov_mask = np.ones((self.height, self.width), bool)
+        """Pixels inside the scope's field of view (ground truth is 0 outside)."""
+        self.lens_maps: tuple[np.ndarray, np.ndarray] | None = None
+        self.hud: _Hud | None = None
+        if not self.look.classic:
+            self._apply_look(look_rng)
+
+    def _apply_look(self, rng: np.random.Generator) -> None:
+        """Fold the look into the per-clip layers (gain, additive light, border) and draw its extras."""
+        look, h, w = self.look, self.height, self.width
+        fov = _fov_alpha(look.fov, h, w, rng)
+        self.fov_mask = fov >= 0.5
+        gain = self.vignette[..., 0] * np.float32(look.exposure) * fov
+        if look.lumen:
+            gain *= _lumen(h, w, rng)
+        self.vignette = np.repeat(gain[..., None], 3, axis=2)
+        border = np.float32(255.0) * np.array(look.border, np.float32) * (1.0 - fov)[..., None]
+        light = _bloom(h, w, fov, rng) if look.bloom else np.zeros((h, w, 3), np.float32)
+        self.noise_bank = [noise + border + light for noise in self.noise_bank]
+        if look.distortion > 0:
+            self.lens_maps = _barrel_maps(h, w, look.distortion)
+        if look.hud:
+            self.hud = _Hud(h, w, rng)
+        if look.finish is not None:
+            low, high = FINISHES[look.finish]
+            for inst in self.instruments:
+                inst.shaft_rgb = (np.full(3, rng.uniform(low, high)) + rng.uniform(-0.02, 0.03, 3)).astype(np.float32)
+                inst.radius *= float(rng.uniform(0.75, 1.3))
 
     def __len__(self) -> int:
         return self.config.frames
@@ -127,8 +246,19 @@ class SyntheticClip:
             self._draw_smoke(image, t)
         if self.active("glare", t):
             self._draw_glare(image, tip_xy)
+        if self.look.irrigation and any(s <= t < e for s, e in self.look.irrigation):
+            self._draw_irrigation(image, t)
+        if self.lens_maps is not None:
+            image = cv2.remap(image, *self.lens_maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            mask = cv2.remap(mask, *self.lens_maps, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT)
+        if self.look.defocus > 0:
+            image = cv2.GaussianBlur(image, (0, 0), self.look.defocus)
         cv2.multiply(image, self.vignette, dst=image)
         frame = cv2.add(image, self.noise_bank[t % len(self.noise_bank)], dtype=cv2.CV_8U)
+        if not self.look.classic:
+            mask[~self.fov_mask] = 0
+        if self.hud is not None:
+            self.hud.draw(frame, mask, t)
         return frame, mask, self._tags(t, mask, occluded)
 
     def _tags(self, t: int, mask: np.ndarray, occluded: float) -> list[str]:
@@ -261,6 +391,19 @@ class SyntheticClip:
         _scale_rgb(image, 1.0 - cover)
         cv2.add(image, cv2.merge([cover * channel for channel in SMOKE_RGB]), dst=image)
 
+    def _draw_irrigation(self, image: np.ndarray, t: int) -> None:
+        """Irrigation fluid running down the view: a thin translucent sheet with bright ripples."""
+        h, w = self.height // 6 + 1, self.width // 6 + 1
+        oy = (2 * t) % 12
+        field = self.smoke_field[oy : oy + h, 6 : 6 + w]
+        cover = cv2.resize(np.clip((field - 0.35) * 1.5, 0.0, 0.3), (self.width, self.height),
+                           interpolation=cv2.INTER_CUBIC)
+        ripple = np.clip(1.0 - np.abs(cv2.resize(field, (self.width, self.height)) - 0.55) * 60.0, 0.0, 1.0)
+        shine = ripple * ripple * 0.45
+        _scale_rgb(image, 1.0 - cover)
+        water = cv2.merge([cover * c + shine for c in (0.78, 0.84, 0.9)])
+        cv2.add(image, water.astype(np.float32), dst=image)
+
     def _draw_glare(self, image: np.ndarray, tip_xy: np.ndarray | None) -> None:
         """A saturated specular bloom on the instrument tip (or on the tissue when no instrument is in view)."""
         centre = tip_xy if tip_xy is not None else np.array([self.width, self.height]) * (0.5 + self.glare_offset)
@@ -326,23 +469,24 @@ def _noise(h: int, w: int, rng: np.random.Generator, octaves: tuple[int, ...]) -
     return (total - lo) / max(hi - lo, 1e-6)
 
 
-def _tissue_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+def _tissue_texture(h: int, w: int, rng: np.random.Generator, palette: Palette = PALETTES["classic"]) -> np.ndarray:
     """HxWx3 float32 RGB tissue: bump-shaded, vessels, fat, wet specular spots."""
     scale = max(h, w)
+    colour = {name: np.array(getattr(palette, name), np.float32) for name in ("tissue", "fat", "vessel", "vein")}
     bumps = _noise(h, w, rng, octaves=(4, 9, 20, 45))
     fine = _noise(h, w, rng, octaves=(60, 120))
-    fat = np.clip((_noise(h, w, rng, octaves=(3, 7)) - 0.62) * 4.0, 0.0, 1.0)[..., None]
+    fat = np.clip((_noise(h, w, rng, octaves=(3, 7)) - palette.fat_level) * 4.0, 0.0, 1.0)[..., None]
     gy, gx = np.gradient(cv2.GaussianBlur(bumps, (0, 0), scale / 300 + 0.5) * scale / 40)
     shade = np.clip(0.85 + 0.9 * (0.6 * gx - 0.8 * gy), 0.45, 1.3)[..., None]
     hue = rng.uniform(-0.05, 0.05, 3).astype(np.float32)
-    base = (TISSUE_RGB + hue) * (0.8 + 0.3 * bumps[..., None]) * (0.94 + 0.12 * fine[..., None])
-    rgb = base * (1 - 0.7 * fat) + FAT_RGB * 0.7 * fat
+    base = (colour["tissue"] + hue) * (0.8 + 0.3 * bumps[..., None]) * (0.94 + 0.12 * fine[..., None])
+    rgb = base * (1 - 0.7 * fat) + colour["fat"] * 0.7 * fat
     arteries, veins = _vessels(h, w, rng)
-    rgb = rgb * (1 - arteries[..., None]) + VESSEL_RGB * arteries[..., None]
-    rgb = rgb * (1 - veins[..., None]) + VEIN_RGB * veins[..., None]
+    rgb = rgb * (1 - arteries[..., None]) + colour["vessel"] * arteries[..., None]
+    rgb = rgb * (1 - veins[..., None]) + colour["vein"] * veins[..., None]
     rgb *= shade
     wet = np.clip((bumps - cv2.GaussianBlur(bumps, (0, 0), scale / 120 + 1)) * 16.0 - 0.4, 0.0, 1.0)
-    specular = cv2.GaussianBlur(wet * wet, (0, 0), 0.8) * 1.6
+    specular = cv2.GaussianBlur(wet * wet, (0, 0), 0.8) * (1.6 * palette.wet)
     return (rgb + specular[..., None]).astype(np.float32)
 
 
@@ -594,3 +738,179 @@ def _bbox(points: list[np.ndarray], pad: float, width: int, height: int) -> tupl
 def _smooth(x: float) -> float:
     x = min(max(x, 0.0), 1.0)
     return x * x * (3 - 2 * x)
+
+
+def _fov_alpha(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """HxW float32 coverage of the scope's field of view (1 inside, antialiased edge, 0 on the border)."""
+    if kind == "full":
+        return np.ones((h, w), np.float32)
+    short = min(h, w)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    jitter = rng.uniform(-0.02, 0.02, 2) * (w, h)
+    if kind == "offset_circle":
+        jitter = rng.uniform(-0.15, 0.15) * w, rng.uniform(-0.1, 0.1) * h
+    x, y = xs + 0.5 - (w / 2 + jitter[0]), ys + 0.5 - (h / 2 + jitter[1])
+    if kind in ("circle", "offset_circle"):
+        radius = rng.uniform(0.42, 0.62) * short
+        distance = np.hypot(x, y) - radius
+    elif kind == "rounded":
+        half = np.array([w * (0.5 - rng.uniform(0.0, 0.15)), h * (0.5 - rng.uniform(0.0, 0.08))], np.float32)
+        corner = rng.uniform(0.08, 0.3) * short
+        qx, qy = np.abs(x) - (half[0] - corner), np.abs(y) - (half[1] - corner)
+        outside = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0))
+        distance = outside + np.minimum(np.maximum(qx, qy), 0) - corner
+    else:  # octagon: a rectangle with its corners cut, as colonoscopes show it
+        a, b = w * (0.5 - rng.uniform(0.05, 0.15)), h * (0.5 - rng.uniform(0.02, 0.06))
+        cut = a + b - rng.uniform(0.1, 0.2) * short
+        distance = np.maximum(np.maximum(np.abs(x) - a, np.abs(y) - b), (np.abs(x) + np.abs(y) - cut) / math.sqrt(2))
+    return np.clip(0.5 - distance, 0.0, 1.0).astype(np.float32)
+
+
+def _lumen(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """HxW float32 gain: a dark, soft-edged hole (the lumen of a bowel, or a deep cavity)."""
+    short = min(h, w)
+    cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
+    sx, sy = rng.uniform(0.08, 0.2, 2) * short
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    d2 = ((xs - cx) / sx) ** 2 + ((ys - cy) / sy) ** 2
+    return (1.0 - rng.uniform(0.75, 0.95) * np.exp(-0.5 * d2)).astype(np.float32)
+
+
+def _bloom(h: int, w: int, fov: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """HxWx3 float32 light (0..255 units) of an over-exposed wall close to the lens, near the FOV's edge."""
+    short = min(h, w)
+    inside = cv2.distanceTransform((fov >= 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+    ys, xs = np.nonzero((inside >= 2) & (inside <= 0.15 * short))
+    if len(xs) == 0:
+        return np.zeros((h, w, 3), np.float32)
+    pick = int(rng.integers(len(xs)))
+    sigma = rng.uniform(0.1, 0.25) * short
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    blob = np.exp(-0.5 * ((gx - xs[pick]) ** 2 + (gy - ys[pick]) ** 2) / sigma**2) * fov * rng.uniform(120, 255)
+    return (blob[..., None] * np.array([1.0, 0.93, 0.88], np.float32)).astype(np.float32)
+
+
+def _barrel_maps(h: int, w: int, strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.remap maps of a barrel lens distortion: centre magnified, corners fixed."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    r2 = ((xs - cx) ** 2 + (ys - cy) ** 2) / (cx * cx + cy * cy)
+    factor = (1.0 + strength * r2) / (1.0 + strength)
+    return (cx + (xs - cx) * factor).astype(np.float32), (cy + (ys - cy) * factor).astype(np.float32)
+
+
+def _word(rng: np.random.Generator, letters: int, digits: int = 0) -> str:
+    alphabet, numbers = "ABCDEFGHIJKLMNOPRSTUVWXYZ", "0123456789"
+    return "".join(rng.choice(list(alphabet), letters)) + "".join(rng.choice(list(numbers), digits))
+
+
+class _Hud:
+    """On-screen display of an OR video system: text block, logo, menu panel, icons (drawn once per clip) and a
+    running clock (drawn per frame), mostly on the dark border; its pixels are never instrument."""
+
+    def __init__(self, h: int, w: int, rng: np.random.Generator) -> None:
+        self.h, self.w = h, w
+        self.unit = min(h, w) / 256.0
+        self.rgb = np.zeros((h, w, 3), np.uint8)
+        self.alpha = np.zeros((h, w), np.uint8)
+        corners = [int(i) for i in rng.permutation(4)]
+        self.font = int(rng.choice([cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX]))
+        self.colour = HUD_COLOURS[int(rng.integers(len(HUD_COLOURS)))]
+        self.scale = float(rng.uniform(0.3, 0.45)) * self.unit * (1.6 if self.font == cv2.FONT_HERSHEY_PLAIN else 1)
+        lines = [f"ID {_word(rng, 0, 6)}", _word(rng, int(rng.integers(3, 8))), f"x{rng.uniform(1, 3):.1f}",
+                 f"20{rng.integers(20, 30)}-{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d}"]
+        self._text_block(lines[: int(rng.integers(2, 5))], corners[0])
+        if rng.random() < 0.6:
+            self._logo(corners[1], rng)
+        if rng.random() < 0.4:
+            self._menu(rng)
+        if rng.random() < 0.5:
+            self._rec(corners[2])
+        self.clock_corner = corners[3]
+        self.start_s = int(rng.integers(0, 86400))
+        self.blend = np.repeat((self.alpha.astype(np.float32) / 255.0)[..., None], 3, axis=2)
+        self.ink = self.rgb.astype(np.float32) * self.blend
+        self.keep = 1.0 - self.blend
+        self.opaque = self.alpha >= 128
+
+    def _anchor(self, corner: int, size: tuple[int, int]) -> tuple[int, int]:
+        """Top-left of a `size` = (width, height) box tucked into a corner (0 TL, 1 TR, 2 BR, 3 BL)."""
+        pad = max(2, int(4 * self.unit))
+        x = pad if corner in (0, 3) else self.w - pad - size[0]
+        y = pad if corner in (0, 1) else self.h - pad - size[1]
+        return max(0, x), max(0, y)
+
+    def _put(self, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float | None = None) -> None:
+        scale = scale or self.scale
+        cv2.putText(self.rgb, text, org, self.font, scale, colour, 1, cv2.LINE_AA)
+        cv2.putText(self.alpha, text, org, self.font, scale, 255, 1, cv2.LINE_AA)
+
+    def _text_size(self, text: str, scale: float | None = None) -> tuple[int, int]:
+        (tw, th), base = cv2.getTextSize(text, self.font, scale or self.scale, 1)
+        return tw, th + base
+
+    def _text_block(self, lines: list[str], corner: int) -> None:
+        sizes = [self._text_size(line) for line in lines]
+        step = max(s[1] for s in sizes) + 2
+        x, y = self._anchor(corner, (max(s[0] for s in sizes), step * len(lines)))
+        for i, line in enumerate(lines):
+            self._put(line, (x, y + step * (i + 1) - 3), self.colour)
+
+    def _logo(self, corner: int, rng: np.random.Generator) -> None:
+        name = _word(rng, int(rng.integers(4, 8)))
+        radius = max(4, int(7 * self.unit))
+        tw, th = self._text_size(name)
+        x, y = self._anchor(corner, (2 * radius + 3 + tw, max(2 * radius, th)))
+        colour = HUD_COLOURS[int(rng.integers(len(HUD_COLOURS)))]
+        centre = (x + radius, y + radius)
+        if rng.random() < 0.5:
+            cv2.circle(self.rgb, centre, radius, colour, -1, cv2.LINE_AA)
+            cv2.circle(self.alpha, centre, radius, 255, -1, cv2.LINE_AA)
+        else:
+            cv2.rectangle(self.rgb, (x, y), (x + 2 * radius, y + 2 * radius), colour, -1)
+            cv2.rectangle(self.alpha, (x, y), (x + 2 * radius, y + 2 * radius), 255, -1)
+        self._put(name, (x + 2 * radius + 3, y + radius + th // 2 - 1), colour)
+
+    def _menu(self, rng: np.random.Generator) -> None:
+        """A translucent settings panel with a highlighted row; it may cover part of the view."""
+        rows = [_word(rng, int(rng.integers(3, 8))) for _ in range(int(rng.integers(3, 6)))]
+        step = self._text_size("A")[1] + 4
+        width = max(self._text_size(r)[0] for r in rows) + 12
+        height = step * len(rows) + 6
+        x = int(rng.uniform(0, max(1, self.w - width)))
+        y = int(rng.uniform(0, max(1, self.h - height)))
+        panel = int(rng.uniform(140, 220))
+        cv2.rectangle(self.rgb, (x, y), (x + width, y + height), (20, 24, 30), -1)
+        cv2.rectangle(self.alpha, (x, y), (x + width, y + height), panel, -1)
+        chosen = int(rng.integers(len(rows)))
+        top = y + 3 + chosen * step
+        cv2.rectangle(self.rgb, (x + 2, top), (x + width - 2, top + step - 1), (40, 90, 160), -1)
+        cv2.rectangle(self.alpha, (x + 2, top), (x + width - 2, top + step - 1), 230, -1)
+        for i, row in enumerate(rows):
+            self._put(row, (x + 6, y + 3 + (i + 1) * step - 4), (235, 235, 235))
+
+    def _rec(self, corner: int) -> None:
+        radius = max(3, int(4 * self.unit))
+        tw, th = self._text_size("REC")
+        x, y = self._anchor(corner, (2 * radius + 3 + tw, max(2 * radius, th)))
+        cv2.circle(self.rgb, (x + radius, y + radius), radius, (230, 30, 30), -1, cv2.LINE_AA)
+        cv2.circle(self.alpha, (x + radius, y + radius), radius, 255, -1, cv2.LINE_AA)
+        self._put("REC", (x + 2 * radius + 3, y + radius + th // 2 - 1), (230, 230, 230))
+
+    def draw(self, frame: np.ndarray, mask: np.ndarray, t: int) -> None:
+        """Composite the display over frame t (in place) and clear the ground truth under it."""
+        seconds = self.start_s + t // FPS
+        clock = f"{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        tw, th = self._text_size(clock)
+        x, y = self._anchor(self.clock_corner, (tw + 2, th + 2))
+        patch = np.zeros((th + 2, tw + 2), np.uint8)
+        cv2.putText(patch, clock, (1, th - 1), self.font, self.scale, 255, 1, cv2.LINE_AA)
+        blended = frame.astype(np.float32)
+        cv2.multiply(blended, self.keep, dst=blended)
+        cv2.add(blended, self.ink, dst=blended)
+        frame[:] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        mask[self.opaque] = 0
+        region = frame[y : y + patch.shape[0], x : x + patch.shape[1]]
+        a = (patch[: region.shape[0], : region.shape[1]].astype(np.float32) / 255.0)[..., None]
+        region[:] = (region * (1 - a) + np.array(self.colour, np.float32) * a + 0.5).astype(np.uint8)
+        mask[y : y + region.shape[0], x : x + region.shape[1]][a[..., 0] >= 0.5] = 0

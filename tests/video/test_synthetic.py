@@ -119,3 +119,87 @@ def test_instrument_band_covers_every_pixel_the_instrument_touches(monkeypatch):
         assert reference[1].sum() > 100
         for got, want in zip(layers, reference):
             np.testing.assert_array_equal(got, want)
+
+
+def domain_clip(seed: int, **kwargs) -> SyntheticClip:
+    return SyntheticClip(SyntheticClipConfig(size=(160, 128), frames=12, seed=seed, domain=True, **kwargs))
+
+
+def test_classic_clips_have_the_classic_look_and_a_full_field_of_view():
+    clip = SyntheticClip(SyntheticClipConfig(size=(96, 64), frames=2, seed=3))
+    assert clip.look.classic and clip.hud is None and clip.lens_maps is None
+    assert clip.fov_mask.all()
+
+
+def test_domain_clips_draw_varied_looks_from_the_seed():
+    looks = [domain_clip(seed).look for seed in range(24)]
+    assert len({look.fov for look in looks}) >= 4
+    assert len({look.palette for look in looks}) >= 5
+    assert sum(look.hud for look in looks) >= 12
+    assert looks[5] == domain_clip(5).look
+
+
+def test_look_does_not_depend_on_the_instrument_schedule():
+    assert domain_clip(7).look == domain_clip(7, presence=()).look
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_nothing_outside_the_fov_or_under_on_screen_text_is_instrument(seed):
+    clip = domain_clip(seed, presence=((0, 12),))
+    for t in range(0, 12, 3):
+        _, mask, _ = clip.render(t)
+        assert not mask[~clip.fov_mask].any()
+        if clip.hud is not None:
+            assert not mask[clip.hud.opaque].any()
+
+
+@pytest.mark.parametrize("kind", ["circle", "offset_circle", "rounded", "octagon"])
+def test_field_of_view_shapes_leave_a_dark_border(kind):
+    clip = domain_clip(11, fov=kind, palette="bowel")
+    frame, _, _ = clip.render(0)
+    border = ~clip.fov_mask
+    if clip.hud is not None:
+        border &= clip.hud.alpha == 0
+    assert 0.4 < clip.fov_mask.mean() < 0.97
+    assert np.median(frame[border].max(axis=1)) < 45
+    assert np.median(frame[clip.fov_mask].max(axis=1)) > 60
+
+
+def test_on_screen_text_appears_on_the_border_in_every_frame_and_the_clock_ticks():
+    seed = next(s for s in range(40) if domain_clip(s, fov="circle").hud is not None)
+    clip = SyntheticClip(SyntheticClipConfig(size=(160, 128), frames=60, seed=seed, domain=True, fov="circle"))
+    first, _, _ = clip.render(0)
+    later, _, _ = clip.render(59)
+    text = clip.hud.alpha >= 128
+    assert text.sum() > 50
+    assert np.abs(first.astype(int) - later.astype(int))[~clip.fov_mask].max() > 100  # the clock's seconds changed
+
+
+def test_detected_fov_matches_the_drawn_one():
+    from surgseg.engines.fov import detect_fov
+
+    for kind in ("circle", "rounded", "octagon"):
+        clip = domain_clip(3, fov=kind, palette="fat")  # no dark lumen reaching the border in this look
+        frame, _, _ = clip.render(0)
+        found = detect_fov(frame).mask(*frame.shape[:2])
+        iou = (found & clip.fov_mask).sum() / (found | clip.fov_mask).sum()
+        assert iou > 0.9, kind
+
+
+def test_instrument_stays_visible_in_domain_clips():
+    for seed in range(6):
+        clip = domain_clip(seed, presence=((0, 12),), occlusion=())
+        visible = [bool(mask.any()) for _, mask, _ in clip]
+        assert sum(visible) >= 11, seed
+
+
+def test_instrument_free_domain_clips_are_all_background():
+    clip = domain_clip(4, presence=())
+    for frame, mask, tags in clip:
+        assert not mask.any() and "absent" in tags
+
+
+@pytest.mark.parametrize("bad", [dict(fov="hexagon"), dict(palette="lung")])
+def test_unknown_look_is_an_input_error(bad):
+    with pytest.raises(InputError, match="synthetic"):
+        SyntheticClipConfig(**bad)
