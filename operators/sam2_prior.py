@@ -6,6 +6,11 @@ message carrying a non-empty `gt_mask`). A display's clicks and drags arrive on 
 `{from: display.clicks, to: prior.clicks, feedback: true}`, see operators/holoviz_sink.py) and seed or re-prompt
 the frame they reach. Without a seed, `seeding.auto_seed` seeds a class from the refined mask fed back
 once it is stable; the same rule re-seeds a class SAM 2 lost when it comes back (see engines/sam2/tracker.py).
+
+`instances: {enabled: true}` makes every instrument its own SAM 2 object with a persistent ID
+(engines/sam2/instance_prior.py): `meta['instances']` carries the `InstanceHint` that labels the frame's refined mask
+with track IDs (`engines.sam2.instances.source_ids`; MaskSink and Overlay use it) and `meta['sam2']['instances']` the
+frame's instance events (born, lost, refound, released, merged, split) for QA.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from surgseg.engines.letterbox import LetterboxGeometry
 from surgseg.engines.preprocess import mask_to_model
 from surgseg.engines.sam2.config import SAM2Config
 from surgseg.engines.sam2.async_prior import AsyncTracker
+from surgseg.engines.sam2.instance_prior import InstancePriorTracker
 from surgseg.engines.sam2.tracker import PriorTracker, SeedRequest, TrackerEvents
 from surgseg.engines.sam2.seeding import box_prompts, click_prompts, pointer_prompts, read_clicks, read_mask
 from surgseg.operators.base import Message, SurgsegOperator
@@ -67,7 +73,9 @@ class SAM2Prior(SurgsegOperator):
         if c.model.checkpoint is None:
             log.warning("%s: SAM 2 runs with RANDOM weights (no checkpoint): its priors carry no information; %s",
                         self.name, CHECKPOINT_HELP)
-        self.tracker = PriorTracker(StreamingSAM2(c, self.device))
+        tracker_type = InstancePriorTracker if c.instances.enabled else PriorTracker
+        self.tracker = tracker_type(StreamingSAM2(c, self.device))
+        self.instance_hint = None
         self.async_tracker = self._async_tracker() if c.runtime.mode == "async" else None
         self.clicks = read_clicks(c.seed.clicks, c.num_classes) if c.seed.clicks else {}
         self.seed_mask = read_mask(c.seed.mask, c.num_classes) if c.seed.mask else None
@@ -104,9 +112,8 @@ class SAM2Prior(SurgsegOperator):
         message = inputs["image"]
         meta = message["meta"]
         geometry = LetterboxGeometry(**meta["letterbox"])
-        size = (geometry.target_h, geometry.target_w)
         feedback = inputs.get("feedback")
-        feedback_mask = None if feedback is None else to_numpy(mask_to_model(feedback["mask"], size))
+        feedback_mask = None if feedback is None else to_numpy(mask_to_model(feedback["mask"], geometry))
         index = meta.get("frame_index", self.tracker.frame_index + 1)
         request = self._seed_request(message, index, geometry, inputs.get("clicks"))
         if self.async_tracker is None:
@@ -118,6 +125,8 @@ class SAM2Prior(SurgsegOperator):
         meta["prior_age"] = {"frames": age.frames, "ms": age.ms}
         if published is not None:
             self._report(meta, published.events, published.memory)
+        elif self.instance_hint is not None:
+            meta["instances"] = self.instance_hint
         return {"prior": {**message, "prior": prior}}
 
     def _report(self, meta: dict[str, Any], events: TrackerEvents, memory: dict[int, dict[str, list]]) -> None:
@@ -128,6 +137,11 @@ class SAM2Prior(SurgsegOperator):
         meta["sam2"] = {"absent": list(events.absent), "object_scores": list(events.object_scores),
                         "seeded": events.seeded, "reseeded": events.reseeded, "released": events.released,
                         "memory": memory}
+        if events.instance_hint is not None:
+            self.instance_hint = meta["instances"] = events.instance_hint
+            meta["sam2"]["instances"] = events.instance_events
+            for event in events.instance_events:
+                log.info("%s: frame %d: instance %s", self.name, meta.get("frame_index", -1), event)
 
     def _seed_request(self, message: Message, t: int, geometry: LetterboxGeometry,
                       pointer: Message | None) -> SeedRequest | None:
@@ -153,4 +167,4 @@ class SAM2Prior(SurgsegOperator):
         if mask.shape != (geometry.source_h, geometry.source_w):
             raise InputError(f"operators.{self.name}.{what}: mask {mask.shape} does not match the frame "
                              f"{(geometry.source_h, geometry.source_w)}")
-        return mask_to_model(mask, (geometry.target_h, geometry.target_w))
+        return mask_to_model(mask, geometry)

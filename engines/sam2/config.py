@@ -7,6 +7,7 @@
       memory:  {every: 5, max_memories: 6, max_cond_frames: 4, max_obj_ptrs: 16, pruning: fifo}
       seeding: {condition_every: 5, absent_after: 5, auto_seed: true, min_area: 64, frames: 3, release_after: 15}
       runtime: {mode: sync, backend: torch, precision: fp32, compile: false, warp: none}
+      instances: {enabled: false, max_objects: 8, lost_after: 3, refind_distance: 0.15}
 
 Each setting has one name and one default, here; nothing else repeats them.
 """
@@ -150,6 +151,24 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class InstancesConfig:
+    """Instance tracking: each instrument its own SAM 2 object with a persistent ID (off: one object per class).
+    Birth, presence and release counts come from `seeding` (`frames`, `min_area`, `release_after`)."""
+
+    enabled: bool = False
+    max_objects: int = 8
+    """At most this many tracks (and SAM 2 objects) at once; more components wait, logged once."""
+    lost_after: int = 3
+    """Frames a track may go unmatched silently (a short occlusion) before it is reported lost."""
+    refind_distance: float = 0.15
+    """A missing track comes back only on a component within this share of the image diagonal of where it left."""
+
+    def __post_init__(self) -> None:
+        _check({"max_objects": self.max_objects >= 1, "lost_after": self.lost_after >= 1,
+                "refind_distance": 0 < self.refind_distance <= 1}, self)
+
+
+@dataclass(frozen=True)
 class SAM2Config:
     """Everything SAM 2 needs: the model, its memory, the seeding policy and the runtime."""
 
@@ -159,6 +178,7 @@ class SAM2Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     seeding: SeedingConfig = field(default_factory=SeedingConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    instances: InstancesConfig = field(default_factory=InstancesConfig)
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:

@@ -10,15 +10,16 @@ that frame. A click prompt's box is the positive clicks' bounding box grown by `
 from __future__ import annotations
 
 import csv
+import math
 from collections import defaultdict
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from surgseg.engines.errors import InputError
+from surgseg.engines.errors import InputError, one_line
 from surgseg.engines.letterbox import LetterboxGeometry
 from surgseg.engines.sam2.prompts import ClassPrompts, Prompt
+from surgseg.engines.video.image_folder import load_picture
 
 CLICK_COLUMNS = ("frame", "class", "x", "y", "label")
 CLICK_BOX_MARGIN = 0.08
@@ -26,8 +27,8 @@ CLICK_BOX_MARGIN = 0.08
 
 def to_model(x: float, y: float, geometry: LetterboxGeometry) -> tuple[int, int]:
     """A source pixel (x, y) in the letterboxed model image, clamped inside it."""
-    mx = int(round((x + 0.5) * geometry.scale - 0.5)) + geometry.left
-    my = int(round((y + 0.5) * geometry.scale - 0.5)) + geometry.top
+    mx = int(round((x - geometry.crop_x0 + 0.5) * geometry.scale - 0.5)) + geometry.left
+    my = int(round((y - geometry.crop_y0 + 0.5) * geometry.scale - 0.5)) + geometry.top
     return min(max(mx, 0), geometry.target_w - 1), min(max(my, 0), geometry.target_h - 1)
 
 
@@ -36,10 +37,10 @@ def box_prompts(box: tuple[float, float, float, float], points: list[tuple[float
     """One class's prompt from a source-pixel box (x0, y0, x1, y1) and points (x, y, label)."""
     if not 0 < class_id < num_classes:
         raise InputError(f"seed.class_id: {class_id} outside 1..{num_classes - 1}")
-    if len(box) != 4 or box[2] < box[0] or box[3] < box[1]:
+    if len(box) != 4 or not all(map(math.isfinite, box)) or box[2] < box[0] or box[3] < box[1]:
         raise InputError(f"seed.box: expected [x0, y0, x1, y1] with x0 <= x1 and y0 <= y1, got {list(box)}")
     for p in points:
-        if len(p) != 3 or p[2] not in (0, 1):
+        if len(p) != 3 or p[2] not in (0, 1) or not all(map(math.isfinite, p[:2])):
             raise InputError(f"seed.points: expected [x, y, label] with label 0 or 1, got {list(p)}")
     corners = to_model(box[0], box[1], geometry) + to_model(box[2], box[3], geometry)
     model_points = tuple(to_model(x, y, geometry) for x, y, _ in points)
@@ -49,9 +50,8 @@ def box_prompts(box: tuple[float, float, float, float], points: list[tuple[float
 
 def read_mask(path: str | Path, num_classes: int) -> np.ndarray:
     """A class-id PNG (H×W); for a binary task any non-zero value is the foreground (0/255 masks work)."""
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise InputError(f"{path}: cannot read the seed mask (PNG of class ids expected)")
+    # Pillow, not cv2.imread: libpng prints its complaints about a damaged file on stderr
+    mask = np.asarray(load_picture(path, "cannot read the seed mask (PNG of class ids expected)"))
     if mask.ndim != 2:
         raise InputError(f"{path}: seed mask must be single-channel class ids, got shape {mask.shape}")
     if num_classes == 2:
@@ -75,11 +75,14 @@ def read_clicks(path: str | Path, num_classes: int) -> dict[int, list[tuple[int,
                     x, y = float(row["x"]), float(row["y"])
                 except (TypeError, ValueError):
                     raise InputError(f"{path}:{line}: expected integers frame, class, label and numbers x, y") from None
-                if not 0 < cls < num_classes or label not in (0, 1) or frame < 0:
-                    raise InputError(f"{path}:{line}: class must be 1..{num_classes - 1}, label 0 or 1, frame >= 0")
+                if not 0 < cls < num_classes or label not in (0, 1) or frame < 0 or not math.isfinite(x + y):
+                    raise InputError(f"{path}:{line}: class must be 1..{num_classes - 1}, label 0 or 1, frame >= 0, "
+                                     f"x and y finite")
                 clicks[frame].append((cls, x, y, label))
     except FileNotFoundError:
         raise InputError(f"{path}: clicks file not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: not a readable clicks CSV ({one_line(exc)})") from None
     return dict(clicks)
 
 

@@ -1,6 +1,7 @@
 """Streaming SAM 2: one frame at a time, memory written every K frames into a bounded, pruned bank.
 
-Each foreground class is one SAM 2 object with its own bank: conditioning frames (the seed, always kept, plus at most
+Each foreground class is one SAM 2 object with its own bank (or, for instance tracking, each object key given to
+`start` / `condition_on_objects` / `step_objects`): conditioning frames (the seed, always kept, plus at most
 M-1 re-prompted / mask-conditioned frames), at most N ordinary memories (pruned `fifo` or `similarity`), and the
 object pointers of the last `max_obj_ptrs - 1` frames. A frame's memory is committed when the next frame arrives, so
 `reprompt` and `condition_on_mask` can replace it first. Nothing grows with the number of frames seen.
@@ -163,15 +164,37 @@ class StreamingSAM2:
     @torch.inference_mode()
     def step(self, frame: np.ndarray | torch.Tensor) -> StreamOutput:
         """Track every object into the next frame."""
-        self._require_seed()
-        self._commit_all()
-        self._frame += 1
-        self._features = self._encode(self._as_input(frame))
-        write = self.memory.max_memories > 0 and self._frame % self.memory.every == 0
-        for bank in self._banks.values():
-            low, high, ptr, score = self._decode(bank, point_inputs=None)
-            bank.pending = _Pending(self._frame, low, high, score, ptr, cond=False, from_points=False, encode=write)
+        self._advance(frame)
         return self._emit(update_absence=True)
+
+    @torch.inference_mode()
+    def start(self, frame: np.ndarray | torch.Tensor, num_classes: int) -> None:
+        """Start from scratch on `frame` (index 0) with no object yet: objects join with `condition_on_objects`
+        (instance tracking, where an object is one instrument keyed by its track id, not a class)."""
+        self._num_classes = num_classes
+        self._banks = {}
+        self._frame = 0
+        self._features = self._encode(self._as_input(frame))
+
+    @torch.inference_mode()
+    def step_objects(self, frame: np.ndarray | torch.Tensor) -> dict[int, tuple[torch.Tensor, float]]:
+        """Track every object into the next frame: per object key, its low-res logits (S/4 x S/4) and score."""
+        self._advance(frame)
+        return self.object_outputs()
+
+    def object_outputs(self) -> dict[int, tuple[torch.Tensor, float]]:
+        """Per object key, the newest frame's low-res logits (S/4 x S/4, > 0 inside) and object score."""
+        return {key: (bank.pending.low_res[0, 0], float(bank.pending.score_logits.reshape(-1)[0]))
+                for key, bank in sorted(self._banks.items()) if bank.pending is not None}
+
+    @torch.inference_mode()
+    def condition_on_objects(self, masks: dict[int, np.ndarray]) -> None:
+        """Use binary HxW masks of the newest frame (letterboxed like `condition_on_mask`) as the output and
+        conditioning input of the objects they key; a new key starts an object."""
+        self._require_seed()
+        for key, mask in sorted(masks.items()):
+            boxed = mask_to_model(np.asarray(mask, np.uint8), (self.image_size, self.image_size))
+            self._condition(key, torch.from_numpy(boxed > 0).to(self.device))
 
     @torch.inference_mode()
     def reprompt(self, prompts: ClassPrompts) -> StreamOutput:
@@ -206,16 +229,20 @@ class StreamingSAM2:
             binary = (boxed == class_id).to(self.device)
             if not include_empty and not bool(binary.any()):
                 continue
-            feats = self._features
-            mask_input = binary[None, None].float()
-            low, high, ptr, score = self.modules.mask_as_output(feats.top(), feats.high_res(), mask_input)
-            bank = self._banks.setdefault(class_id, _ObjectBank())
-            bank.pending = _Pending(self._frame, low, high, score, ptr, cond=True, from_points=False, encode=True)
-            bank.nonpositive_run = 0
+            self._condition(class_id, binary)
         return self._emit(update_absence=False)
 
+    def _condition(self, key: int, binary: torch.Tensor) -> None:
+        """An S x S boolean mask as object `key`'s output and conditioning input on the newest frame."""
+        feats = self._features
+        low, high, ptr, score = self.modules.mask_as_output(feats.top(), feats.high_res(), binary[None, None].float())
+        bank = self._banks.setdefault(key, _ObjectBank())
+        bank.pending = _Pending(self._frame, low, high, score, ptr, cond=True, from_points=False, encode=True)
+        bank.nonpositive_run = 0
+
     def forget(self, class_id: int) -> None:
-        """Stop tracking a class: its memory bank is dropped (a later seed, reprompt or mask starts it afresh)."""
+        """Stop tracking a class (or an object key): its memory bank is dropped (a later seed, reprompt or mask
+        starts it afresh)."""
         self._banks.pop(class_id, None)
 
     @torch.inference_mode()
@@ -258,6 +285,17 @@ class StreamingSAM2:
         return sum(len(b.cond) + len(b.memories) + len(b.pointers) for b in self._banks.values())
 
     # ---------------------------------------------------------------- internals
+    def _advance(self, frame: np.ndarray | torch.Tensor) -> None:
+        """Commit the newest frame and decode every object on the next one."""
+        self._require_seed()
+        self._commit_all()
+        self._frame += 1
+        self._features = self._encode(self._as_input(frame))
+        write = self.memory.max_memories > 0 and self._frame % self.memory.every == 0
+        for bank in self._banks.values():
+            low, high, ptr, score = self._decode(bank, point_inputs=None)
+            bank.pending = _Pending(self._frame, low, high, score, ptr, cond=False, from_points=False, encode=write)
+
     def _require_seed(self) -> None:
         if self._frame < 0 or self._features is None:
             raise RuntimeError("StreamingSAM2: call seed(frame, prompts) first")

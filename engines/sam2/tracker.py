@@ -55,6 +55,10 @@ class TrackerEvents:
     conditioned: bool = False
     absent: tuple[bool, ...] = ()
     object_scores: tuple[float, ...] = ()
+    instance_events: list[dict] = field(default_factory=list)
+    """Instance tracking: born, lost, refound, released, merged, split (see engines/sam2/instances.py)."""
+    instance_hint: Any = None
+    """Instance tracking: the `InstanceHint` for this frame (labels its refined mask with track IDs)."""
 
 
 class PriorTracker:
@@ -203,12 +207,12 @@ class PriorTracker:
         absent = torch.tensor(output.absent, device=logits.device)
         logits = torch.where(absent.view(-1, 1, 1), torch.full_like(logits, ABSENT_PRIOR), logits)
         prior = F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)
-        return _like(prior.float().contiguous(), like)
+        return like_image(prior.float().contiguous(), like)
 
     def empty_prior(self, size: tuple[int, int], like: Any) -> Any:
         """The prior of a frame with nothing tracked: ABSENT_PRIOR everywhere, numpy or torch like `like`."""
         prior = torch.full((1, self.num_classes - 1, *size), ABSENT_PRIOR)
-        return _like(prior, like)
+        return like_image(prior, like)
 
 
 def _only(mask: np.ndarray, classes: list[int]) -> np.ndarray:
@@ -216,7 +220,7 @@ def _only(mask: np.ndarray, classes: list[int]) -> np.ndarray:
     return np.where(np.isin(mask, classes), mask, 0).astype(np.uint8)
 
 
-def _like(prior: torch.Tensor, like: Any) -> Any:
+def like_image(prior: torch.Tensor, like: Any) -> Any:
     """numpy when the image came as numpy (CPU graph), else a torch tensor on the image's device."""
     if isinstance(like, np.ndarray):
         return prior.cpu().numpy()
