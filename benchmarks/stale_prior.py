@@ -6,7 +6,9 @@ from frame t−k's model input to frame t's (`warp: flow`: `surgseg.engines.moti
 mask is scored against frame t's truth at the model resolution (Dice of the foreground, 1 when both are empty).
 Also scored: an all-zero (empty) prior, and wrong priors: the truth moved by half the frame on both axes ("shift",
 the issue's case), another sequence's object at the same time ("object") and random-weight SAM 2 blotches
-("noise"). Only frames t ≥ the largest age count, so every condition scores the same frames.
+("noise"). Only frames t ≥ the largest age count, so every condition scores the same frames. Every refiner is
+scored twice in the same run: its prior as is (gate off) and through the Refiner operator's prior gate
+(`surgseg.engines.prior_gate`, default settings), which drops or down-weights a prior the image contradicts.
 
 Data: synthetic clips with a long fast-motion stretch, refined by the demo refiner (`out/demo/refiner` from
 `surgseg demo`); and, when ../shared/data holds it, the CVC-ClinicDB test sequences of `benchmarks.refiner_cvc`'s
@@ -43,6 +45,7 @@ from surgseg.engines.letterbox import letterbox
 from surgseg.engines.metrics import MetricAccumulator
 from surgseg.engines.motion import PriorWarper
 from surgseg.engines.preprocess import PAD_LOGIT, mask_to_model, model_input
+from surgseg.engines.prior_gate import PriorGateConfig, refine_gated
 from surgseg.training.prior_simulator import PriorSimSettings, simulate_prior, wrong_prior
 
 log = logging.getLogger("stale_prior")
@@ -52,7 +55,7 @@ WRONG = ("shift", "object", "noise")
 SEED = 1234
 CVC_MIX = {"stale_prob": 0.35, "stale_max_age": 8, "stale_warp_prob": 0.5, "wrong_prob": 0.25,
            "wrong_mix": [0.3, 0.2, 0.5]}  # ClinicDB refiners keep the default prior dropout (0.1): fewer wrong ones
-Refine = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (3,h,w) image, (C-1,h,w) prior → (h,w) class ids
+Refine = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (1,3,h,w) image, (C-1,h,w) prior → (1,C,h,w) logits
 
 
 @dataclass
@@ -105,13 +108,13 @@ def condition_prior(name: str, seq: Sequence, others: list[Sequence], t: int, wa
 
 
 def score(refine: Refine | None, sequences: list[Sequence], ages: tuple[int, ...], size: tuple[int, int],
-          warper: PriorWarper) -> dict[str, Any]:
+          warper: PriorWarper, only: tuple[str, ...] = ()) -> dict[str, Any]:
     """Per condition: refined and prior-alone Dice over all scored frames, over frames whose truth holds the object
     (an empty-truth frame scores 1 or 0, so a few stray pixels there move the mean), and over fast-motion frames.
-    Without a refiner, the prior alone."""
+    Without a refiner, the prior alone. `only`: these conditions (all when empty)."""
     start = max(ages)
     results: dict[str, Any] = {}
-    for name in conditions(ages):
+    for name in [c for c in conditions(ages) if not only or c in only]:
         refined, alone, present, fast = (MetricAccumulator(2) for _ in range(4))
         for s, seq in enumerate(sequences):
             others = sequences[s + 1:] + sequences[:s]
@@ -120,7 +123,7 @@ def score(refine: Refine | None, sequences: list[Sequence], ages: tuple[int, ...
                 alone.update((prior[0] > 0).astype(np.uint8), seq.masks[t], seq.name)
                 if refine is None:
                     continue
-                pred = refine(seq.images[t], prior)
+                pred = refine(seq.images[t], prior)[0].argmax(axis=0).astype(np.uint8)
                 refined.update(pred, seq.masks[t], seq.name)
                 if seq.masks[t].any():
                     present.update(pred, seq.masks[t], seq.name)
@@ -159,9 +162,19 @@ def onnx_refiner(folder: Path) -> tuple[Refine, tuple[int, int]]:
     runtime = RefinerRuntime(folder, RuntimeConfig(backend="onnxruntime", device="cpu", threads=2))
 
     def refine(image: np.ndarray, prior: np.ndarray) -> np.ndarray:
-        return runtime.run(image, prior[None])[0].argmax(axis=0).astype(np.uint8)
+        return runtime.run(image, prior[None])
 
     return refine, tuple(runtime.artifact.input_size)
+
+
+def gated(refine: Refine, config: PriorGateConfig) -> Refine:
+    """`refine` behind the Refiner operator's prior gate."""
+
+    def run(image: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        logits, _ = refine_gated(lambda i, p: refine(i, p[0]), image, prior[None], np.zeros_like(prior)[None], config)
+        return logits
+
+    return run
 
 
 # ------------------------------------------------------------------------------------------------------ ClinicDB
@@ -196,8 +209,7 @@ def clinicdb_refiner(data: Path, work: Path, mix: dict[str, Any], minutes: float
 
     @torch.no_grad()
     def refine(image: np.ndarray, prior: np.ndarray) -> np.ndarray:
-        logits = model(torch.from_numpy(image), torch.from_numpy(prior)[None])[0]
-        return logits.argmax(dim=0).numpy().astype(np.uint8)
+        return model(torch.from_numpy(image), torch.from_numpy(prior)[None]).numpy()
 
     return refine, summary
 
@@ -287,17 +299,26 @@ def goals(results: dict[str, Any], age: int) -> dict[str, Any]:
     }
 
 
+def score_gated(refine: Refine, label: str, sequences: list[Sequence], ages: tuple[int, ...], size: tuple[int, int],
+                warper: PriorWarper, goal_age: int, only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The refiner behind the prior gate (default settings): its results and goals."""
+    config = PriorGateConfig()
+    results = score(gated(refine, config), sequences, ages, size, warper, only)
+    print_ratios(f"{label} + prior gate", results, ages)
+    return {"settings": asdict(config), "results": results, "goals": goals(results, goal_age)}
+
+
 def print_ratios(label: str, results: dict[str, Any], ages: tuple[int, ...]) -> None:
-    k0 = results["k=0"]["refined_dice"]
+    """One line: stale priors as ratios to k=0, wrong priors as ratios to the empty prior (conditions scored)."""
+    dice = {name: r["refined_dice"] for name, r in results.items()}
+    k0, empty = dice["k=0"], dice.get("empty")
     parts = [f"{label}: k=0 {k0:.3f}"]
-    for k in ages:
-        if k:
-            none, flow = results[f"k={k} none"]["refined_dice"], results[f"k={k} flow"]["refined_dice"]
-            parts.append(f"k={k} none {none / k0:.3f}x flow {flow / k0:.3f}x")
-    empty = results["empty"]["refined_dice"]
-    parts.append(f"empty {empty:.3f}")
-    parts += [f"wrong {kind} {results[f'wrong {kind}']['refined_dice']:.3f} "
-              f"({results[f'wrong {kind}']['refined_dice'] / max(empty, 1e-9):.2f}x empty)" for kind in WRONG]
+    parts += [f"k={k} {warp} {dice[f'k={k} {warp}'] / k0:.3f}x" for k in ages if k for warp in ("none", "flow")
+              if f"k={k} {warp}" in dice]
+    if empty is not None:
+        parts.append(f"empty {empty:.3f}")
+        parts += [f"wrong {kind} {dice[f'wrong {kind}']:.3f} ({dice[f'wrong {kind}'] / max(empty, 1e-9):.2f}x empty)"
+                  for kind in WRONG if f"wrong {kind}" in dice]
     print(" | ".join(parts))
 
 
@@ -314,6 +335,9 @@ def main() -> int:
     parser.add_argument("--cvc-minutes", type=float, default=0.0,
                         help="training budget of each ClinicDB refiner (0: score the ClinicDB priors alone)")
     parser.add_argument("--cvc-epochs", type=int, default=60)
+    parser.add_argument("--cvc-refiners", default="with_mix,without_mix", help="which ClinicDB refiners to score")
+    parser.add_argument("--cvc-conditions", default="", help="comma list: score the ClinicDB refiners on these "
+                        "conditions only (each takes minutes on a loaded 2-core machine); all when empty")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timing-calls", type=int, default=300)
     args = parser.parse_args()
@@ -341,14 +365,18 @@ def main() -> int:
                             "fast_motion": "middle half of each clip", "refiner": str(args.refiner),
                             "results": results, "goals": goals(results, goal_age)}
     print_ratios("synthetic (demo refiner)", results, ages)
+    payload["synthetic"]["prior_gate"] = score_gated(refine, "synthetic (demo refiner)", synthetic, ages, size, warper,
+                                                     goal_age)
     payload["synthetic"]["compared_refiners"] = {}
     for option in args.compare_refiner:
         label, _, folder = option.rpartition("=")
         other_refine, _ = onnx_refiner(Path(folder))
         other_results = score(other_refine, synthetic, ages, size, warper)
-        payload["synthetic"]["compared_refiners"][label or folder] = {
-            "refiner": folder, "results": other_results, "goals": goals(other_results, goal_age)}
         print_ratios(f"synthetic ({label or folder})", other_results, ages)
+        payload["synthetic"]["compared_refiners"][label or folder] = {
+            "refiner": folder, "results": other_results, "goals": goals(other_results, goal_age),
+            "prior_gate": score_gated(other_refine, f"synthetic ({label or folder})", synthetic, ages, size, warper,
+                                      goal_age)}
 
     if (args.data / "frames.csv").is_file():
         index = args.work / "index.jsonl"
@@ -358,13 +386,19 @@ def main() -> int:
         sequences = clinicdb_sequences(index, (144, 192))
         payload["clinicdb"] = {"sequences": {s.name: len(s.images) for s in sequences}, "input_size": [144, 192],
                                "prior_alone": score(None, sequences, ages, (144, 192), warper), "refiners": {}}
-        for label, mix in (("with_mix", CVC_MIX), ("without_mix", {})) if args.cvc_minutes > 0 else ():
+        only = tuple(c.strip() for c in args.cvc_conditions.split(",") if c.strip())
+        chosen = args.cvc_refiners.split(",") if args.cvc_minutes > 0 else []
+        payload["clinicdb"]["scored_conditions"] = list(only) or "all"
+        for label, mix in [(label, mix) for label, mix in (("with_mix", CVC_MIX), ("without_mix", {}))
+                           if label in chosen]:
             cvc_refine, summary = clinicdb_refiner(args.data, args.work / label, mix, args.cvc_minutes,
                                                    args.cvc_epochs, args.threads)
-            cvc = score(cvc_refine, sequences, ages, (144, 192), warper)
-            payload["clinicdb"]["refiners"][label] = {"prior_mix": mix, "training": summary, "results": cvc,
-                                                      "goals": goals(cvc, goal_age)}
+            cvc = score(cvc_refine, sequences, ages, (144, 192), warper, only)
             print_ratios(f"ClinicDB test ({label.replace('_', ' ')})", cvc, ages)
+            payload["clinicdb"]["refiners"][label] = {
+                "prior_mix": mix, "training": summary, "results": cvc, "goals": goals(cvc, goal_age),
+                "prior_gate": score_gated(cvc_refine, f"ClinicDB test ({label.replace('_', ' ')})", sequences, ages,
+                                          (144, 192), warper, goal_age, only)}
     else:
         log.warning("%s: ClinicDB absent, synthetic clips only", args.data)
     payload["total_s"] = round(time.monotonic() - started, 1)

@@ -9,8 +9,8 @@ write `meta` in place without racing a sibling branch of a fan-out under the mul
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from time import perf_counter_ns
 from typing import Any, ClassVar
 
 from surgseg.engines.errors import InputError
@@ -62,7 +62,19 @@ class SurgsegOperator(Operator):
         self.connected_outputs = frozenset(self.outputs) if connected_outputs is None else connected_outputs
         self.survived_errors: list[str] = []
         """Failures the operator lived through so the graph could go on (the run still exits 1)."""
+        self._receiving = tuple(port for port in self.inputs if port in self.connected_inputs)
+        self._not_received = dict.fromkeys(port for port in self.inputs if port not in self.connected_inputs)
+        self._timing_key: str | None = None
+        missing = self.missing_prerequisites(self.config, f"operators.{name}")
+        if missing:
+            raise InputError(missing[0])
         super().__init__(fragment, *args, name=name, **kwargs)
+
+    @staticmethod
+    def missing_prerequisites(config: Any, key: str) -> list[str]:
+        """What this machine lacks to run the operator (one line each, naming what to install): an optional
+        dependency or protocol. `graph check` lists them; building the operator refuses the first."""
+        return []
 
     def setup(self, spec: Any) -> None:
         for port in self.inputs:
@@ -78,24 +90,37 @@ class SurgsegOperator(Operator):
                 output.condition(ConditionType.NONE)
 
     def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
-        received = {port: own_copy(op_input.receive(port)) if port in self.connected_inputs else None
-                    for port in self.inputs}
-        started = time.perf_counter_ns()
+        received = self._not_received.copy()
+        for port in self._receiving:
+            received[port] = own_copy(op_input.receive(port))
+        started = perf_counter_ns()
         try:
             produced = self.process(received)
         except InputError as exc:  # bad input met mid-stream: still exit code 2, with the operator named
             raise InputError(f"operator '{self.name}': {exc}") from exc
         except Exception as exc:
             raise OperatorFailure(f"operator '{self.name}' ({type(self).__name__}): {type(exc).__name__}: {exc}") from exc
-        elapsed_ms = (time.perf_counter_ns() - started) / 1e6
-        for port, message in (produced or {}).items():
+        if produced:
+            self._emit(produced, (perf_counter_ns() - started) / 1e6, op_output)
+
+    def _emit(self, produced: dict[str, Any], elapsed_ms: float, op_output: Any) -> None:
+        """Emit each connected port's message; ours (a dict with `meta`) carry this operator's time in `timings_ms`."""
+        key = self._timing_key
+        if key is None:
+            key = self._timing_key = self.name  # Holoscan's name (qualified inside a subgraph), read once
+        for port, message in produced.items():
             if port not in self.connected_outputs:
                 continue
-            if isinstance(message, dict) and "meta" in message:  # ours: passed on as the Python object itself
-                message["meta"].setdefault("timings_ms", {}).setdefault(self.name, elapsed_ms)
-                op_output.emit(message, port, PYTHON_OBJECT)
-            else:  # e.g. a tensor for a Holoscan built-in: Holoscan picks its type
+            meta = message.get("meta") if isinstance(message, dict) else None
+            if meta is None:  # e.g. a tensor for a Holoscan built-in: Holoscan picks its type
                 op_output.emit(message, port)
+                continue
+            timings = meta.get("timings_ms")
+            if timings is None:
+                meta["timings_ms"] = {key: elapsed_ms}
+            elif key not in timings:
+                timings[key] = elapsed_ms
+            op_output.emit(message, port, PYTHON_OBJECT)  # ours: passed on as the Python object itself
 
     def process(self, inputs: dict[str, Message | None]) -> dict[str, Message] | None:
         """Turn this frame's input messages into output messages keyed by port name."""
@@ -105,12 +130,16 @@ class SurgsegOperator(Operator):
 def own_copy(message: Any) -> Any:
     """The message with its own `meta` (and `timings_ms`): writes into it never reach a sibling branch of a fan-out,
     whichever thread runs it. Shallow: the arrays stay shared (zero-copy)."""
-    if not isinstance(message, dict) or not isinstance(message.get("meta"), dict):
+    meta = message.get("meta") if isinstance(message, dict) else None
+    if not isinstance(meta, dict):
         return message
-    meta = dict(message["meta"])
-    if isinstance(meta.get("timings_ms"), dict):
-        meta["timings_ms"] = dict(meta["timings_ms"])
-    return {**message, "meta": meta}
+    meta = meta.copy()
+    timings = meta.get("timings_ms")
+    if isinstance(timings, dict):
+        meta["timings_ms"] = timings.copy()
+    message = message.copy()
+    message["meta"] = meta
+    return message
 
 
 def first_present(message: Message, keys: list[str], operator: str) -> tuple[str, Any]:

@@ -3,16 +3,20 @@
 The artefact is checked against the graph (class count, input size) when the operator is created, so a mismatch
 stops the graph before it starts. With `prior_source: feedback` (the lite graph, no SAM 2) the prior is the previous
 refined mask as logits (`mask_logit` inside, `outside_logit` elsewhere), and all-zero ("no prior") on frame 0.
+With SAM 2's prior, the prior gate (`prior_gate`, engines/prior_gate.py) drops or down-weights a prior the image
+contradicts; its decision goes into `meta['prior_gate']` ({weight, support}).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from surgseg.engines.config import ExistingPath
 from surgseg.engines.errors import InputError
+from surgseg.engines.letterbox import LetterboxGeometry
 from surgseg.engines.preprocess import empty_prior, mask_prior, mask_to_model
+from surgseg.engines.prior_gate import PriorGateConfig, refine_gated
 from surgseg.engines.refiner.artifact import RefinerArtifact, check_compatible
 from surgseg.engines.refiner.runtime import RefinerRuntime, RuntimeConfig
 from surgseg.operators.base import Message, SurgsegOperator
@@ -38,6 +42,8 @@ class RefinerOpConfig:
     outside_logit: float = 0.0
     """Lite prior elsewhere: 0 ("no opinion") lets an instrument the previous mask missed appear; −mask_logit
     would lock the mask onto what it already found."""
+    prior_gate: PriorGateConfig = field(default_factory=PriorGateConfig)
+    """With prior_source sam2: drop or down-weight a prior the refiner's image-only reading contradicts."""
 
     def __post_init__(self) -> None:
         if self.prior_source not in PRIOR_SOURCES:
@@ -63,16 +69,32 @@ class Refiner(SurgsegOperator):
     def process(self, inputs: dict[str, Message | None]) -> dict[str, Message]:
         message = inputs["image"]
         image = message["image"]
-        prior = message.get("prior") if self.config.prior_source == "sam2" else self._feedback_prior(inputs, image)
+        if self.config.prior_source == "feedback":
+            prior = self._feedback_prior(inputs, image, message["meta"])
+            return {"logits": {**message, "logits": self.runtime.run(image, prior)}}
+        prior = message.get("prior")
         if prior is None:
             raise InputError(f"operators.{self.name}: the incoming message has no 'prior' (is SAM2Prior upstream? "
                              f"for the lite graph set prior_source: feedback)")
-        return {"logits": {**message, "logits": self.runtime.run(image, prior)}}
+        if not self.config.prior_gate.enabled:
+            return {"logits": {**message, "logits": self.runtime.run(image, prior)}}
+        return {"logits": {**message, "logits": self._gated(image, prior, message.get("meta"))}}
 
-    def _feedback_prior(self, inputs: dict[str, Message | None], image: Any) -> Any:
+    def _gated(self, image: Any, prior: Any, meta: dict[str, Any] | None) -> Any:
+        """The refined logits with the prior kept, blended or dropped by the gate; the decision goes into `meta`."""
+        c = self.config
+        empty = empty_prior(c.num_classes, tuple(c.size), image)
+        logits, decision = refine_gated(self.runtime.run, image, prior, empty, c.prior_gate)
+        if isinstance(meta, dict):  # this operator's own copy (operators/base.py)
+            meta["prior_gate"] = {"weight": decision.weight, "support": decision.support}
+        return logits
+
+    def _feedback_prior(self, inputs: dict[str, Message | None], image: Any, meta: dict[str, Any]) -> Any:
+        """The previous refined mask, in this frame's model geometry (letterbox and field-of-view crop)."""
         c = self.config
         feedback = inputs.get("feedback")
         if feedback is None:
             return empty_prior(c.num_classes, tuple(c.size), image)
-        small = mask_to_model(feedback["mask"], tuple(c.size))
+        target = LetterboxGeometry(**meta["letterbox"]) if "letterbox" in meta else tuple(c.size)
+        small = mask_to_model(feedback["mask"], target)
         return mask_prior(small, c.num_classes, c.mask_logit, c.outside_logit)

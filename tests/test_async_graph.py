@@ -77,3 +77,29 @@ def test_qa_records_carry_the_prior_age() -> None:
 
     assert seeding_record({"prior_age": {"frames": 3, "ms": 99.0}})["prior_age"] == {"frames": 3, "ms": 99.0}
     assert "prior_age" not in seeding_record({})
+
+
+def test_a_sam2_failure_on_a_later_frame_is_logged_once_with_that_frame(tmp_path, refiner, monkeypatch,
+                                                                        caplog) -> None:
+    from surgseg.app.cli import main
+    from surgseg.engines.sam2.stream import StreamingSAM2
+
+    working_step = StreamingSAM2.step
+    steps = []
+
+    def step_failing_once(self, frame):
+        steps.append(self.frame_index)
+        if len(steps) == 2:
+            raise RuntimeError("simulated failure in a tracking step")
+        return working_step(self, frame)
+
+    monkeypatch.setattr(StreamingSAM2, "step", step_failing_once)
+    assert main(["run", str(async_graph(tmp_path, refiner, warp="none"))]) == 1
+    latency = json.loads((tmp_path / "latency.json").read_text())
+    assert latency["frames_processed"] == FRAMES and latency["frames_dropped"] == 0
+    failures = [r for r in caplog.records if "simulated failure in a tracking step" in r.getMessage()]
+    when_it_failed = [r.getMessage() for r in failures if r.name == "surgseg.engines.sam2.async_prior"]
+    assert len(when_it_failed) == 1 and len(failures) == 2, "logged when it fails, repeated once in the run's summary"
+    failed_frame = int(when_it_failed[0].split("SAM 2 failed on frame ")[1].split(":")[0])
+    assert 0 < failed_frame < FRAMES
+    assert len(steps) == 2, "SAM 2 stops after its failure; no further steps"
