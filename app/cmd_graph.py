@@ -13,12 +13,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("run", help="run a graph YAML (a path or the name of a shipped graph)")
     _graph_arguments(run)
     run.add_argument("--frames", type=int, default=None, help="stop every source after N frames")
+    run.add_argument("--no-report", action="store_true", help="no report.html beside the video the graph writes")
     run.set_defaults(handler=run_command)
 
     graph = subparsers.add_parser("graph", help="inspect a graph YAML without running it")
     actions = graph.add_subparsers(dest="graph_command", required=True, metavar="ACTION")
-    check = actions.add_parser("check", help="validate; exit 2 with the key at fault")
+    check = actions.add_parser("check", help="validate; exit 2 with the key at fault (missing inputs: a warning)")
     _graph_arguments(check)
+    check.add_argument("--strict", action="store_true",
+                       help="also exit 2 when an input file or an optional dependency is missing")
     check.set_defaults(handler=check_command)
     show = actions.add_parser("show", help="print operators, ports and flows; --png draws the graph")
     _graph_arguments(show)
@@ -66,13 +69,30 @@ def run_command(args: argparse.Namespace) -> int:
                 for error in getattr(op, "survived_errors", [])]
     for line in survived:
         log.error("%s", line)
+    if not args.no_report:
+        from surgseg.app.report import report_after_run
+
+        report_after_run(spec)
     return 1 if survived else 0
 
 
 def check_command(args: argparse.Namespace) -> int:
-    spec = load(args)
-    log.info("%s: ok (%d operators, %d flows)", spec.path, len(spec.operators), len(spec.flows))
-    return 0
+    """Exit 2 when the graph is not valid; a valid graph whose input files or optional dependencies are not there
+    yet exits 0 (2 with --strict) after one warning line per missing input, naming what makes or installs it."""
+    from surgseg.app.graph_spec import load_graph, missing_inputs
+
+    path = resolve_graph_path(args.graph)
+    spec = load_graph(path, args.overrides, check_paths=False)
+    missing = missing_inputs(spec)
+    if not missing:
+        spec = load_graph(path, args.overrides)  # and the artefacts on disk agree with the graph
+        log.info("%s: valid (%d operators, %d flows)", spec.path, len(spec.operators), len(spec.flows))
+        return 0
+    for line in missing:
+        log.warning("%s: missing input: %s", spec.path, line)
+    log.warning("%s: the graph is valid, but %d input%s missing: `surgseg run` stops until %s there", spec.path,
+                len(missing), " is" if len(missing) == 1 else "s are", "it is" if len(missing) == 1 else "they are")
+    return 2 if args.strict else 0
 
 
 def show_command(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import yaml
 
 from surgseg.app.graph_agreement import check_agreement
 from surgseg.app.registry import OperatorType, load_plugins, resolve
-from surgseg.engines.config import refuse_unknown, validate_config
+from surgseg.engines.config import check_existing_paths, refuse_unknown, validate_config
 from surgseg.engines.errors import InputError
 
 TOP_LEVEL_KEYS = ("name", "device", "scheduler", "operators", "flows", "plugins", "tracking")
@@ -24,6 +24,8 @@ SCHEDULER_TYPES = ("greedy", "event", "multithread")
 DEVICES = ("auto", "cpu", "cuda")
 CONDITION_KEYS = ("count", "period_ms")
 RESERVED_OPERATOR_KEYS = ("type", "conditions")
+MADE_BY = {"out/demo/": "`surgseg demo` (or `make demo`) makes it"}
+"""Where the shipped graphs expect their default artefacts, and the command that makes them."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,26 @@ def load_graph(path: str | Path, overrides: list[str] | tuple[str, ...] = (), ch
     return validate(raw, path, check_paths)
 
 
+def missing_inputs(spec: GraphSpec) -> list[str]:
+    """What a graph loaded with `check_paths=False` still lacks before it can run, one line each: input files not
+    made yet (the first per operator, with the command that makes a shipped default) and optional dependencies not
+    installed (an operator's `missing_prerequisites(config, key)`, naming what to install)."""
+    lines = []
+    for name, op in spec.operators.items():
+        if op.type.builtin:
+            continue
+        key = f"operators.{name}"
+        try:
+            check_existing_paths(op.params, key)
+        except InputError as exc:
+            made_by = [how for prefix, how in MADE_BY.items() if prefix in str(exc)]
+            lines.append(f"{exc}{': ' + made_by[0] if made_by else ''}")
+        prerequisites = getattr(op.type.cls, "missing_prerequisites", None)
+        if prerequisites is not None:
+            lines.extend(prerequisites(op.params, key))
+    return lines
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
@@ -123,6 +145,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
     """Apply one `a.b.c=value` override (value parsed as YAML) to keys that exist (or are operator parameters)."""
+    if not item.split("=", 1)[0].isprintable():
+        raise InputError(f"--set {item!r}: the key holds a control character (newline, tab, ...)")
     if "=" not in item:
         raise InputError(f"--set {item}: expected KEY=VALUE")
     dotted, text = item.split("=", 1)
