@@ -17,6 +17,7 @@ from surgseg.app.graph_spec import FlowSpec, GraphSpec, SchedulerSpec
 from surgseg.engines.device import resolve_device
 from surgseg.engines.errors import InputError
 from surgseg.operators.base import OperatorFailure, SurgsegOperator
+from surgseg.operators.holoscan_loader import held_native_output
 from surgseg.operators.source import STOP_REQUESTED, FrameSource
 
 from holoscan.conditions import CountCondition, PeriodicCondition
@@ -134,10 +135,11 @@ def start_signal_watcher(app: GraphApplication | None = None) -> threading.Threa
 def run_graph(spec: GraphSpec, frame_limit: int | None = None, handle_signals: bool = False) -> GraphApplication:
     """Compose and run the graph to completion; returns the finished application (its operators hold results)."""
     STOP_REQUESTED.clear()
-    app = GraphApplication(spec, frame_limit)
-    if handle_signals:
-        start_signal_watcher(app)
-    app.run()
+    with held_native_output():  # the CLI's default: Holoscan's own lines only when surgseg reports nothing itself
+        app = GraphApplication(spec, frame_limit)
+        if handle_signals:
+            start_signal_watcher(app)
+        app.run()
     if STOP_REQUESTED.is_set():
         log.info("stopped on request; every sink finalised its output")
     return app

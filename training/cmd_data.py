@@ -57,6 +57,8 @@ def run_index(args: argparse.Namespace) -> int:
     from surgseg.training.dataset_index import IndexConfig, build_index
 
     start = time.perf_counter()
+    if not 2 <= args.num_classes <= 256:
+        raise InputError(f"--num-classes: expected 2..256 (background included), got {args.num_classes}")
     names = tuple(n.strip() for n in args.class_names.split(",") if n.strip())
     if names and len(names) != args.num_classes - 1:
         raise InputError(f"--class-names: {len(names)} names for {args.num_classes - 1} foreground classes")

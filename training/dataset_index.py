@@ -22,7 +22,8 @@ import numpy as np
 import yaml
 
 from surgseg.engines.atomic import atomic_path, atomic_write_text
-from surgseg.engines.errors import InputError
+from surgseg.engines.errors import InputError, one_line
+from surgseg.engines.video.image_folder import load_picture
 from surgseg.training.masks import ColourMap, load_colour_map, read_mask, standardise_mask
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def read_classes(path: str | os.PathLike) -> list[str]:
         payload = yaml.safe_load(Path(path).read_text())
         return [str(payload["classes"][i]) for i in range(int(payload["num_classes"]))]
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: not a classes file ({exc})") from None
+        raise InputError(f"{path}: not a classes file ({one_line(exc)})") from None
 
 
 def write_index(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
@@ -136,6 +137,8 @@ def read_index(path: str | os.PathLike) -> list[dict[str, Any]]:
         lines = path.read_text().splitlines()
     except OSError as exc:
         raise InputError(f"{path}: cannot read the index ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a UTF-8 text file (byte {exc.start})") from None
     root = path.parent.resolve()
     rows = []
     for number, line in enumerate(lines, 1):
@@ -145,8 +148,8 @@ def read_index(path: str | os.PathLike) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             raise InputError(f"{path}:{number}: not a JSON line") from None
-        if not isinstance(row, dict) or any(key not in row for key in PATH_FIELDS):
-            raise InputError(f"{path}:{number}: row needs image_path and mask_path")
+        if not isinstance(row, dict) or any(not isinstance(row.get(key), str) or not row[key] for key in PATH_FIELDS):
+            raise InputError(f"{path}:{number}: row needs image_path and mask_path (file paths)")
         rows.append({**row, **{key: str(root / row[key]) for key in PATH_FIELDS}})
     if not rows:
         raise InputError(f"{path}: the index has no rows")
@@ -160,14 +163,7 @@ def classes_present(mask: np.ndarray) -> list[int]:
 
 def read_image_rgb(path: Path) -> np.ndarray:
     """HxWx3 uint8 RGB, fully decoded so a truncated file is an InputError naming it."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"{path}: unreadable image ({exc})") from None
+    return np.asarray(load_picture(path, "unreadable image").convert("RGB"))
 
 
 def _index_pair(

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from surgseg.engines.errors import InputError
+from surgseg.engines.errors import InputError, one_line
+from surgseg.engines.video.image_folder import load_picture
 
 BINARY_LEVELS = (0, 255)
 BOUNDARY_PX = 4
@@ -47,7 +48,7 @@ def load_colour_map(path: str | os.PathLike) -> ColourMap:
         ids = np.array([int(entry["id"]) for entry in entries], np.int64)
         names = {int(entry["id"]): str(entry.get("name", f"class_{entry['id']}")) for entry in entries}
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: not a colour map (classes: [{{id, name, colour: [r, g, b]}}]): {exc}") from None
+        raise InputError(f"{path}: not a colour map (classes: [{{id, name, colour: [r, g, b]}}]): {one_line(exc)}") from None
     if colours.ndim != 2 or colours.shape[1] != 3 or colours.min() < 0 or colours.max() > 255:
         raise InputError(f"{path}: every colour must be [r, g, b] in 0..255")
     if ids.min() < 0 or ids.max() > 255 or len(set(map(tuple, colours.tolist()))) != len(colours):
@@ -57,22 +58,16 @@ def load_colour_map(path: str | os.PathLike) -> ColourMap:
 
 def read_mask(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
     """Raw mask pixels and whether they are palette indices (PIL keeps them; cv2 would expand the palette)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            mode = image.mode
-            if mode == "P":
-                return np.asarray(image), True
-            if mode in ("1", "L", "LA", "I;16", "I"):
-                array = np.asarray(image.convert("L") if mode in ("1", "LA") else image)
-                if mode == "1":
-                    array = array.astype(np.uint8)
-                return array, False
-            return np.asarray(image.convert("RGB")), False
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"{path}: unreadable mask ({exc})") from None
+    image = load_picture(path, "unreadable mask")
+    mode = image.mode
+    if mode == "P":
+        return np.asarray(image), True
+    if mode in ("1", "L", "LA", "I;16", "I"):
+        array = np.asarray(image.convert("L") if mode in ("1", "LA") else image)
+        if mode == "1":
+            array = array.astype(np.uint8)
+        return array, False
+    return np.asarray(image.convert("RGB")), False
 
 
 def standardise_mask(

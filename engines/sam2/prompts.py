@@ -51,7 +51,7 @@ class Prompt:
             points = tuple((int(p[0]), int(p[1])) for p in data["points"])
             labels = tuple(int(v) for v in data["labels"])
             area = int(data.get("area", 0))
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise InputError(f"{where}: malformed prompt ({exc!r})") from None
         if len(box) != 4 or len(points) != len(labels) or any(v not in (POSITIVE, NEGATIVE) for v in labels):
             raise InputError(f"{where}: prompt needs a 4-value box and one 0/1 label per point")
@@ -102,7 +102,7 @@ class ClassPrompts:
             height, width, num_classes = int(data["height"]), int(data["width"]), int(data["num_classes"])
             raw = data["classes"]
             classes = {int(c): [Prompt.from_json(p, f"{where}: class {c}") for p in ps] for c, ps in raw.items()}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise InputError(f"{where}: missing or bad field ({exc!r})") from None
         bad = [c for c in classes if not 0 < c < num_classes]
         if bad:

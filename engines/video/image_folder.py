@@ -6,15 +6,19 @@ becomes {0, 1}). A file that does not decode completely is an `InputError` namin
 
 from __future__ import annotations
 
+import logging
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from surgseg.engines.errors import InputError
+from surgseg.engines.errors import InputError, one_line
 from surgseg.engines.rgb import as_rgb
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -54,19 +58,31 @@ def pair_with_masks(images: list[Path], mask_folder: str | Path | None) -> list[
     return pairs
 
 
-def _load(path: Path) -> Image.Image:
+def load_picture(path: str | Path, problem: str = "broken or unreadable picture") -> Image.Image:
+    """The fully decoded picture; InputError `<path>: <problem> (why)` when it does not decode or its header claims
+    more pixels than Pillow's decompression-bomb limit (refused, not warned about on stderr). Pillow's other warnings
+    become one log line naming the file, or the refusal when they say the data is cut short."""
     try:
-        with Image.open(path) as picture:
-            picture.load()
-            return picture
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as picture:
+                picture.load()
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise InputError(f"{path}: {problem} (its header claims more than {Image.MAX_IMAGE_PIXELS} pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: broken or unreadable picture ({exc})") from None
+        raise InputError(f"{path}: {problem} ({one_line(exc)})") from None
+    for warning in caught:
+        if "truncated" in str(warning.message).lower():
+            raise InputError(f"{path}: {problem} ({one_line(warning.message)})")
+        log.warning("%s: %s", path, one_line(warning.message))
+    return picture
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """HxWx3 uint8 RGB from a PNG/JPG (grey replicated, alpha dropped, palette expanded)."""
     path = Path(path)
-    picture = _load(path)
+    picture = load_picture(path)
     if picture.mode not in ("L", "RGB", "RGBA", "LA"):
         if picture.mode in ("I;16", "I;16B", "I", "F"):
             raise InputError(f"{path}: {picture.mode} pixels (more than 8 bits): convert the frames to 8-bit RGB")
@@ -79,7 +95,7 @@ def read_image(path: str | Path) -> np.ndarray:
 def read_mask(path: str | Path, num_classes: int = 2) -> np.ndarray:
     """HxW uint8 class ids: grey values < num_classes are ids; a binary task also takes 0/255 (threshold 128)."""
     path = Path(path)
-    picture = _load(path)
+    picture = load_picture(path)
     mask = np.asarray(picture.convert("L") if picture.mode != "L" else picture)
     if int(mask.max(initial=0)) < num_classes:
         return np.ascontiguousarray(mask, dtype=np.uint8)

@@ -135,7 +135,8 @@ def _open_video(path: Path) -> tuple[Any, Any]:
         raise InputError(f"{path}: no video stream (format '{name}'); for pictures use an image folder source")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    if not stream.codec_context.width or not stream.codec_context.height:
+    context = stream.codec_context  # None when the header is cut before the codec parameters
+    if context is None or not context.width or not context.height:
         container.close()
         raise InputError(f"{path}: video stream has no frame size (damaged header)")
     return container, stream
