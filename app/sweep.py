@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from surgseg.app.graph_spec import load_graph
 from surgseg.app.pareto import markdown_table, pareto_front, plot_front
+from surgseg.app.report.sweep import write_sweep_report
 from surgseg.app.runtime import run_graph
 from surgseg.engines.atomic import atomic_write_json, atomic_write_text
 from surgseg.engines.errors import InputError
@@ -160,7 +161,8 @@ def clip_overrides(graph: Path, clip: Clip, out: Path) -> list[str]:
 
 def run_sweep(graph: Path, data: Path, grid: list[str], out: Path, overrides: list[str] = (), split: str | None = "test",
               shard: str | None = None, frame_limit: int | None = None) -> list[dict[str, Any]]:
-    """Run the missing points of this shard, then rebuild results.json, pareto.png and pareto.md from runs/."""
+    """Run the missing points of this shard, then rebuild results.json, pareto.png, pareto.md and report.html from
+    runs/."""
     points = take_shard(parse_grid(grid), shard)
     clips = clips_from_index(data, split, out)
     todo = [p for p in points if not (out / "runs" / f"{p.id}.json").exists()]
@@ -183,4 +185,5 @@ def summarise(out: Path, graph: Path) -> list[dict[str, Any]]:
     atomic_write_json(out / "results.json", {"graph": str(graph), "configurations": rows})
     plot_front(rows, front, out / "pareto.png", f"{graph.stem}: latency vs Dice ({len(rows)} configurations)")
     atomic_write_text(out / "pareto.md", markdown_table(rows, front))
+    write_sweep_report(out / "report.html", rows, front, graph)
     return rows

@@ -62,7 +62,8 @@ def seeding_graph(clip: SeedingClip, refiner: Path, model_size: tuple[int, int],
     raw["operators"]["metrics"]["path"] = str(out / "metrics.json")
     raw["operators"]["latency"]["path"] = str(out / "latency.json")
     raw["operators"]["qa"] = {"type": "QAMonitor", "path": str(out / "qa.jsonl")}
-    raw["flows"].append(["ema", "qa"])
+    if ["ema", "qa"] not in raw["flows"]:  # the shipped replay graph already has it
+        raw["flows"].append(["ema", "qa"])
     return raw
 
 

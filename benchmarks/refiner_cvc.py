@@ -4,7 +4,8 @@ Frames are split by `sequence_estimate` (whole sequences, `training.splits` with
 to train / val / test). Priors are simulated from the ground truth with the default (pre-fixed)
 `PriorSimSettings` and a fixed seed. The refiner ("small") trains on CPU at 144×192 within a wall-clock budget, with
 lr 2e-3 (picked in 6-minute pilots on a validation split: 3e-4 gained +0.017 Dice, 2e-3 +0.045); then the best
-checkpoint (by val mean Dice) is scored on the test split at the source resolution (384×288).
+checkpoint (by val mean Dice) is scored on the test split at the source resolution (384×288) by `surgseg evaluate`'s
+`training.evaluate.evaluate_refiner`, which also writes <work>/evaluate/report.html (worst frames, per video).
 Bar: prior mean Dice in [0.70, 0.85]; refined ≥ prior + 0.05 and ≥ 0.85; Boundary F improves.
 Writes only metrics: benchmarks/results/refiner_cvc.json (run files go to --work, outside the repo).
 
@@ -21,16 +22,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from benchmarks.common import write_result
-from surgseg.training.augment import TripletTransform
+from surgseg.app.report.evaluate import write_evaluate_report
 from surgseg.training.dataset_index import write_index
+from surgseg.training.evaluate import EvaluateConfig, evaluate_refiner
 from surgseg.training.prior_simulator import PriorSimSettings
-from surgseg.training.refiner_dataset import RefinerDataset, read_samples
-from surgseg.training.refiner_net import load_refiner
 from surgseg.training.splits import SplitConfig, split_rows
-from surgseg.training.train import config_from_dict, evaluate, train
+from surgseg.training.train import config_from_dict, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cvc-clinicdb"
 SPLIT_SEED = 0
@@ -51,14 +49,14 @@ def write_clinicdb_index(data: Path, index: Path) -> dict[str, list[str]]:
     return {name: sorted({r["video_id"] for r in rows if r["split"] == name}) for name in ("train", "val", "test")}
 
 
-def test_scores(checkpoint: Path, index: Path, classes: list[str]) -> dict:
-    """Prior and refined scores of the best checkpoint on the test split."""
-    model, meta = load_refiner(checkpoint)
-    samples = [s for s in read_samples(index) if s.split == "test"]
-    dataset = RefinerDataset(samples, len(classes), TripletTransform(tuple(meta["input_size"]), False),
-                             fresh_priors=False, seed=PRIOR_SEED)
-    scores, _ = evaluate(model, dataset, classes, torch.device("cpu"))
-    return scores
+def test_scores(checkpoint: Path, index: Path, threads: int, report: Path | None = None) -> dict:
+    """Prior and refined scores of the best checkpoint on the test split (`surgseg evaluate`'s computation), and its
+    report page when `report` is given."""
+    evaluation = evaluate_refiner(EvaluateConfig(model=checkpoint, index=index, split="test", prior="simulate",
+                                                 seed=PRIOR_SEED, threads=threads))
+    if report is not None:
+        write_evaluate_report(report, evaluation.result, evaluation.worst)
+    return evaluation.result["scores"]
 
 
 def main() -> int:
@@ -93,7 +91,7 @@ def main() -> int:
     })
     started = time.monotonic()
     summary = train(config)
-    scores = test_scores(Path(summary["checkpoint"]), index, classes)
+    scores = test_scores(Path(summary["checkpoint"]), index, args.threads, args.work / "evaluate" / "report.html")
     prior, refined = scores["prior"], scores["refined"]
     bar = {
         "prior_dice_in_0.70_0.85": 0.70 <= prior["mean_dice"] <= 0.85,

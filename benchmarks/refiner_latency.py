@@ -23,7 +23,8 @@ from benchmarks.common import write_result
 from surgseg.engines.sam2.prompts import prompts_from_mask
 from surgseg.engines.refiner.artifact import RefinerArtifact
 from surgseg.engines.refiner.runtime import RefinerRuntime, RuntimeConfig
-from surgseg.engines.sam2.config import ModelConfig, RuntimeConfig, SAM2Config
+from surgseg.engines.sam2.config import ModelConfig, SAM2Config
+from surgseg.engines.sam2.config import RuntimeConfig as SAM2RuntimeConfig
 from surgseg.engines.sam2.stream import StreamingSAM2
 from surgseg.engines.video.synthetic import SyntheticClipConfig, synthetic_clip
 from surgseg.training.export import ExportConfig, export_refiner
@@ -84,7 +85,7 @@ def sam2_step_call(size: tuple[int, int], side: int, steps: int, device: str = "
     h, w = size
     clip = list(synthetic_clip(SyntheticClipConfig(size=(w, h), frames=steps + 1, num_classes=2,
                                                    presence=((0, steps + 1),))))
-    config = SAM2Config(model=ModelConfig(name="tiny", image_size=side), runtime=RuntimeConfig(precision=precision))
+    config = SAM2Config(model=ModelConfig(name="tiny", image_size=side), runtime=SAM2RuntimeConfig(precision=precision))
     engine = StreamingSAM2(config, device)
     images = [engine.preprocess(frame) for frame, _, _ in clip]
     engine.seed(images[0], prompts_from_mask(clip[0][1], 2))

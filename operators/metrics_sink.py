@@ -1,7 +1,7 @@
 """Dice, IoU and Boundary F of each frame's `mask` against its `gt_mask` (when the source has one) → JSON on stop.
 
 Scores are averaged over frames, overall, per `meta['sequence']` and per synthetic event tag (`tags`, with
-`clean` for untagged frames).
+`clean` for untagged frames); `per_frame` lists each frame's foreground means (the report's timeline).
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from surgseg.engines.array_backend import to_numpy
 from surgseg.engines.atomic import atomic_write_json
@@ -34,6 +36,7 @@ class MetricsSink(SurgsegOperator):
         self.overall = MetricAccumulator(c.num_classes, list(c.classes) if c.classes else None)
         self.by_tag = MetricAccumulator(c.num_classes, list(c.classes) if c.classes else None)
         self.without_gt = 0
+        self.per_frame: list[dict[str, Any]] = []
 
     def process(self, inputs: dict[str, Message | None]) -> None:
         message = inputs["in"]
@@ -42,7 +45,9 @@ class MetricsSink(SurgsegOperator):
             self.without_gt += 1
             return
         pred, gt = to_numpy(message["mask"]), to_numpy(gt)
-        self.overall.update(pred, gt, sequence=str(message["meta"].get("sequence", "all")))
+        scores = self.overall.update(pred, gt, sequence=str(message["meta"].get("sequence", "all")))
+        self.per_frame.append({"frame_index": message["meta"].get("frame_index"),
+                               **{name: round(float(np.mean(values[1:])), 6) for name, values in scores.items()}})
         if message.get("tags") is not None:
             for tag in list(message["tags"]) or ["clean"]:
                 self.by_tag.update(pred, gt, sequence=tag)
@@ -53,6 +58,7 @@ class MetricsSink(SurgsegOperator):
             payload.update(self.overall.summary())
         if self.by_tag.frames:
             payload["tags"] = self.by_tag.summary()["sequences"]
+        payload["per_frame"] = self.per_frame
         return payload
 
     def stop(self) -> None:

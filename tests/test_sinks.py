@@ -69,7 +69,16 @@ def test_metrics_sink_without_gt_reports_no_scores(tmp_path: Path) -> None:
     path = tmp_path / "metrics.json"
     source = {"type": "TestPatternSource", "size": [48, 64], "frames": 5}
     run_chain({"metrics": {"type": "MetricsSink", "path": str(path)}}, source=source)
-    assert json.loads(path.read_text()) == {"frames_scored": 0, "frames_without_gt": 5}
+    assert json.loads(path.read_text()) == {"frames_scored": 0, "frames_without_gt": 5, "per_frame": []}
+
+
+def test_metrics_sink_lists_each_frames_scores_for_the_timeline(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    run_chain({"metrics": {"type": "MetricsSink", "path": str(path)}}, segmenter={"jump_at": 3})
+    per_frame = json.loads(path.read_text())["per_frame"]
+    assert [row["frame_index"] for row in per_frame] == list(range(8))
+    assert min(per_frame, key=lambda row: row["dice"])["frame_index"] == 3
+    assert per_frame[0]["dice"] == per_frame[0]["iou"] == 1.0
 
 
 def test_confidence_is_mean_max_softmax() -> None:
