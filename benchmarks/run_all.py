@@ -21,6 +21,11 @@ CPU_BENCHMARKS = (
     ("realtime_cpu", []),
     ("sam2_backends", []),
     ("stale_prior", []),
+    ("async_options", []),
+    ("fov", []),
+    ("real_frames_fp", []),
+    ("capture_stream", []),
+    ("instances", []),
 )
 
 

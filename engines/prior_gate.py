@@ -72,6 +72,17 @@ def refine_gated(refine: Callable[[Any, Any], Any], image: Any, prior: Any, empt
     return blend(refine(image, prior), image_only, decision.weight), decision
 
 
+def refine_decided(refine: Callable[[Any, Any], Any], image: Any, prior: Any, empty: Any,
+                   decision: GateDecision) -> Any:
+    """The refiner's logits under a decision already taken on the same SAM 2 result (an asynchronous prior carried
+    over several frames): one refiner pass unless the decision blends."""
+    if decision.weight >= 1.0:
+        return refine(image, prior)
+    if decision.weight <= 0.0:
+        return refine(image, empty)
+    return blend(refine(image, prior), refine(image, empty), decision.weight)
+
+
 def decide(prior: Any, image_only_logits: Any, config: PriorGateConfig) -> GateDecision:
     """How much of the prior to keep. `prior`: (1, C−1, h, w) logits (positive = inside); `image_only_logits`:
     (1, C, h, w), the refiner's output for an all-zero prior. numpy stays numpy (no torch thread pool for a few

@@ -16,7 +16,7 @@ from surgseg.engines.config import ExistingPath
 from surgseg.engines.errors import InputError
 from surgseg.engines.letterbox import LetterboxGeometry
 from surgseg.engines.preprocess import empty_prior, mask_prior, mask_to_model
-from surgseg.engines.prior_gate import PriorGateConfig, refine_gated
+from surgseg.engines.prior_gate import GateDecision, PriorGateConfig, refine_decided, refine_gated
 from surgseg.engines.refiner.artifact import RefinerArtifact, check_compatible
 from surgseg.engines.refiner.runtime import RefinerRuntime, RuntimeConfig
 from surgseg.operators.base import Message, SurgsegOperator
@@ -65,6 +65,8 @@ class Refiner(SurgsegOperator):
         artifact = RefinerArtifact.load(c.artifact)
         check_compatible(artifact, c.num_classes, tuple(c.size))
         self.runtime = RefinerRuntime(artifact, RuntimeConfig(backend=c.backend, device=self.device, threads=c.threads))
+        self._judged: tuple[int, GateDecision] | None = None
+        """(frame the prior was made on, the gate's decision) of the last asynchronous SAM 2 result judged."""
 
     def process(self, inputs: dict[str, Message | None]) -> dict[str, Message]:
         message = inputs["image"]
@@ -81,10 +83,18 @@ class Refiner(SurgsegOperator):
         return {"logits": {**message, "logits": self._gated(image, prior, message.get("meta"))}}
 
     def _gated(self, image: Any, prior: Any, meta: dict[str, Any] | None) -> Any:
-        """The refined logits with the prior kept, blended or dropped by the gate; the decision goes into `meta`."""
+        """The refined logits with the prior kept, blended or dropped by the gate; the decision goes into `meta`.
+        An asynchronous SAM 2 hands over one result for many frames (warped to each): it is judged on the first of
+        them and the decision kept while the result is the same, so most frames cost one refiner pass."""
         c = self.config
         empty = empty_prior(c.num_classes, tuple(c.size), image)
-        logits, decision = refine_gated(self.runtime.run, image, prior, empty, c.prior_gate)
+        made_on = prior_frame(meta)
+        if made_on is not None and self._judged is not None and self._judged[0] == made_on:
+            decision = self._judged[1]
+            logits = refine_decided(self.runtime.run, image, prior, empty, decision)
+        else:
+            logits, decision = refine_gated(self.runtime.run, image, prior, empty, c.prior_gate)
+            self._judged = None if made_on is None else (made_on, decision)
         if isinstance(meta, dict):  # this operator's own copy (operators/base.py)
             meta["prior_gate"] = {"weight": decision.weight, "support": decision.support}
         return logits
@@ -98,3 +108,11 @@ class Refiner(SurgsegOperator):
         target = LetterboxGeometry(**meta["letterbox"]) if "letterbox" in meta else tuple(c.size)
         small = mask_to_model(feedback["mask"], target)
         return mask_prior(small, c.num_classes, c.mask_logit, c.outside_logit)
+
+
+def prior_frame(meta: dict[str, Any] | None) -> int | None:
+    """The frame an asynchronous SAM 2 made this frame's prior on; None for a synchronous prior (made on this one)."""
+    age = meta.get("prior_age") if isinstance(meta, dict) else None
+    if not age or age.get("frames") is None or meta.get("frame_index") is None:
+        return None  # synchronous, or no asynchronous result yet
+    return int(meta["frame_index"]) - int(age["frames"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from surgseg.engines.errors import InputError
-from surgseg.engines.prior_gate import PriorGateConfig, blend, decide, refine_gated
+from surgseg.engines.prior_gate import GateDecision, PriorGateConfig, blend, decide, refine_decided, refine_gated
 
 SIZE = (64, 80)
 
@@ -164,3 +164,48 @@ def test_the_refiner_with_the_gate_off_passes_the_prior_as_is(artifact) -> None:
     prior = prior_on(RIGHT)
     out = op.process({"image": message_with_prior(prior), "feedback": None})["logits"]
     assert "prior_gate" not in out["meta"] and op.runtime.priors == [prior]
+
+
+def async_message(prior: np.ndarray, frame_index: int, age: int) -> dict:
+    message = message_with_prior(prior)
+    message["meta"] = {"frame_index": frame_index, "prior_age": {"frames": age, "ms": 33.3 * age}}
+    return message
+
+
+def test_an_asynchronous_prior_is_judged_once_and_its_decision_kept_while_it_is_the_same_result(artifact) -> None:
+    op = refiner_with_stub(artifact, {})
+    prior = prior_on(LEFT)
+    for frame, age in ((10, 2), (11, 3), (12, 4)):  # one SAM 2 result, made on frame 8, carried over three frames
+        out = op.process({"image": async_message(prior, frame, age), "feedback": None})["logits"]
+        assert out["meta"]["prior_gate"]["weight"] == 1.0
+    assert len(op.runtime.priors) == 4  # judged on frame 10 (image-only + prior passes), then one pass a frame
+    assert [p.any() for p in op.runtime.priors] == [False, True, True, True]
+
+
+def test_a_new_asynchronous_result_is_judged_again(artifact) -> None:
+    op = refiner_with_stub(artifact, {})
+    op.process({"image": async_message(prior_on(LEFT), 10, 2), "feedback": None})
+    out = op.process({"image": async_message(prior_on(RIGHT), 11, 1), "feedback": None})["logits"]  # made on 10
+    assert out["meta"]["prior_gate"] == {"weight": 0.0, "support": 0.0}
+    assert len(op.runtime.priors) == 3
+
+
+def test_a_kept_blend_decision_runs_both_passes_without_judging_again() -> None:
+    calls = []
+
+    def refine(image, prior):
+        calls.append(prior)
+        return image_only_seeing(LEFT)
+
+    prior = prior_on(LEFT)
+    refine_decided(refine, None, prior, np.zeros_like(prior), GateDecision(0.5, 0.45))
+    assert len(calls) == 2
+
+
+def test_frames_before_the_first_asynchronous_result_are_judged_each_time(artifact) -> None:
+    op = refiner_with_stub(artifact, {})
+    for frame in (0, 1):
+        message = message_with_prior(prior_on(LEFT))
+        message["meta"] = {"frame_index": frame, "prior_age": {"frames": None, "ms": None}}
+        op.process({"image": message, "feedback": None})
+    assert len(op.runtime.priors) == 4
