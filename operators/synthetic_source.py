@@ -23,6 +23,13 @@ class SyntheticSourceConfig:
     glare: list[tuple[int, int]] | None = None
     fast_motion: list[tuple[int, int]] | None = None
     """Event intervals like `presence` ([] = never, None = drawn from `seed`)."""
+    domain: bool = False
+    """Randomise the look like real footage: field-of-view shape with on-screen text, tissue palette, instrument
+    finish, exposure, lens, fluid (drawn from `seed`)."""
+    fov: str | None = None
+    """Field-of-view shape (circle, octagon, ...; None: drawn when `domain`, else the full frame)."""
+    palette: str | None = None
+    """Tissue palette (liver, mucosa, ...; None: drawn when `domain`, else the classic one)."""
     fps: float = 30.0
     realtime: bool = False
     live: bool = False
@@ -37,7 +44,8 @@ class SyntheticSource(FrameSource):
         c = self.config
         events = {name: _intervals(getattr(c, name)) for name in ("presence", *EVENT_TAGS)}
         self.clip = SyntheticClip(SyntheticClipConfig(size=tuple(c.size), frames=c.frames,
-                                                      num_classes=c.num_classes, seed=c.seed, **events))
+                                                      num_classes=c.num_classes, seed=c.seed, domain=c.domain,
+                                                      fov=c.fov, palette=c.palette, **events))
         self._next = 0
 
     def open_stream(self) -> None:

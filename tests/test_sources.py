@@ -106,6 +106,15 @@ def test_synthetic_source_emits_the_clip_with_gt_and_tags() -> None:
         assert message["tags"] == tags
 
 
+def test_synthetic_source_draws_a_field_of_view_the_detector_finds() -> None:
+    from surgseg.engines.fov import detect_fov
+
+    [message] = collect({"type": "SyntheticSource", "size": [320, 256], "frames": 1, "seed": 3, "domain": True,
+                         "fov": "circle", "palette": "liver"})
+    assert message["frame"][0, 0].max() < 40 and not message["gt_mask"][0, 0]  # black border, never instrument
+    assert detect_fov(message["frame"]).kind in ("circle", "clipped_circle")
+
+
 def test_synthetic_source_shows_the_instrument_only_in_the_given_intervals() -> None:
     messages = collect({"type": "SyntheticSource", "size": [96, 64], "frames": 8, "seed": 3,
                         "presence": [[2, 4], [6, 8]], "smoke": [], "occlusion": [], "glare": [], "fast_motion": []})
