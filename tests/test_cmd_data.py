@@ -103,6 +103,18 @@ def test_bad_input_exits_2_with_one_line_naming_the_file(tmp_path, caplog):
     assert not index.exists()
 
 
+def test_synth_domain_and_negative_shares_reach_the_clips(tmp_path):
+    out = tmp_path / "s"
+    assert main(["data", "synth", "--out", str(out), "--clips", "2", "--frames", "2", "--size", "96x64",
+                 "--domain", "1", "--negatives", "0.5"]) == 0
+    rows = read_index(out / "dataset.jsonl")
+    masks = {r["video_id"]: cv2.imread(r["mask_path"], cv2.IMREAD_UNCHANGED) for r in rows}
+    assert sorted(bool(m.any()) for m in masks.values()) == [False, True]  # one clip of two has no instrument
+    config = SynthDatasetConfig(out=out, clips=2, frames=2, size=(96, 64), domain=1.0, negatives=0.5)
+    assert all(config.clip(i).domain for i in range(2))
+    assert main(["data", "synth", "--out", str(tmp_path / "t"), "--domain", "1.5"]) == 2
+
+
 def test_odd_synth_size_is_rejected(tmp_path):
     assert main(["data", "synth", "--out", str(tmp_path / "s"), "--size", "95x64"]) == 2
 

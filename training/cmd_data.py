@@ -49,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--classes", type=int, default=3, choices=(2, 3), help="2: instrument; 3: shaft + tip")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--fps", type=int, default=25)
+    synth.add_argument("--domain", type=float, default=0.0,
+                       help="share of clips with a footage-like look: field of view with on-screen text, palettes, ...")
+    synth.add_argument("--negatives", type=float, default=0.0, help="share of clips without any instrument")
+    synth.add_argument("--fov-crop", action="store_true", help="store each clip cut to its detected field of view")
     synth.add_argument("--contact-sheet", type=Path, help="also write a contact sheet PNG of the clips")
     synth.set_defaults(handler=run_synth)
 
@@ -130,7 +134,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     config = SynthDatasetConfig(out=args.out, clips=args.clips, frames=args.frames, size=_size(args.size),
-                                num_classes=args.classes, seed=args.seed, fps=args.fps)
+                                num_classes=args.classes, seed=args.seed, fps=args.fps, domain=args.domain,
+                                negatives=args.negatives, fov_crop=args.fov_crop)
     rows = write_synthetic_dataset(config)
     if args.contact_sheet:
         save_png(args.contact_sheet, contact_sheet([SyntheticClip(config.clip(i)) for i in range(config.clips)]))
