@@ -186,15 +186,19 @@ def mutate_tree(node: Any, rng: random.Random) -> Any:
     return odd_value(rng)
 
 
+def mutated_text(payload: Any, dump: Callable[[Any], str], rng: random.Random, text_share: float) -> str:
+    """A valid payload mutated 0–3 times as a tree, dumped, and (with `text_share`) mutated again as text."""
+    for _ in range(rng.randint(0, 3)):
+        payload = mutate_tree(payload, rng)
+    text = dump(payload)
+    return mutate_text(text, rng) if rng.random() < text_share else text
+
+
 def case_graph_yaml(rng: random.Random, ctx: Context) -> None:
     from surgseg.app.graph_spec import load_graph
 
-    graph = rng.choice(base_graphs(ctx))
-    for _ in range(rng.randint(0, 3)):
-        graph = mutate_tree(graph, rng)
-    text = yaml.safe_dump(graph, sort_keys=False, allow_unicode=True)
-    if rng.random() < 0.4:
-        text = mutate_text(text, rng)
+    text = mutated_text(rng.choice(base_graphs(ctx)),
+                        lambda graph: yaml.safe_dump(graph, sort_keys=False, allow_unicode=True), rng, 0.4)
     path = ctx.work / "graph.yaml"
     path.write_bytes(text.encode("utf-8", "surrogatepass") if rng.random() < 0.9 else text.encode()[:50] + b"\xff\xfe")
     load_graph(path)
@@ -251,12 +255,7 @@ def valid_prompts() -> dict[str, Any]:
 def case_prompts_json(rng: random.Random, ctx: Context) -> None:
     from surgseg.engines.sam2.prompts import load_prompts
 
-    payload: Any = valid_prompts()
-    for _ in range(rng.randint(0, 3)):
-        payload = mutate_tree(payload, rng)
-    text = json.dumps(payload, allow_nan=True)
-    if rng.random() < 0.3:
-        text = mutate_text(text, rng)
+    text = mutated_text(valid_prompts(), lambda payload: json.dumps(payload, allow_nan=True), rng, 0.3)
     path = ctx.work / "prompts.json"
     path.write_bytes(text.encode("utf-8", "surrogatepass"))
     load_prompts(path)
@@ -272,14 +271,10 @@ def case_seed_mask(rng: random.Random, ctx: Context) -> None:
 def case_colour_map(rng: random.Random, ctx: Context) -> None:
     from surgseg.training.masks import load_colour_map
 
-    payload: Any = {"classes": [{"id": 0, "name": "background", "colour": [0, 0, 0]},
-                                {"id": 1, "name": "shaft", "colour": [255, 0, 0]},
-                                {"id": 2, "name": "tip", "colour": [0, 255, 0]}]}
-    for _ in range(rng.randint(0, 3)):
-        payload = mutate_tree(payload, rng)
-    text = yaml.safe_dump(payload, allow_unicode=True)
-    if rng.random() < 0.3:
-        text = mutate_text(text, rng)
+    colours = {"classes": [{"id": 0, "name": "background", "colour": [0, 0, 0]},
+                           {"id": 1, "name": "shaft", "colour": [255, 0, 0]},
+                           {"id": 2, "name": "tip", "colour": [0, 255, 0]}]}
+    text = mutated_text(colours, lambda payload: yaml.safe_dump(payload, allow_unicode=True), rng, 0.3)
     path = ctx.work / "colours.yaml"
     path.write_bytes(text.encode("utf-8", "surrogatepass"))
     load_colour_map(path)
