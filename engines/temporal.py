@@ -163,23 +163,42 @@ def _warn_host_cleanup() -> None:
 
 
 def fill_class_holes(mask: np.ndarray, class_id: int) -> np.ndarray:
-    """Background pixels enclosed by `class_id` (not reachable from the border) become `class_id`, in place."""
-    outside = np.pad((mask != class_id).astype(np.uint8), 1, constant_values=1)
+    """Background pixels enclosed by `class_id` (not reachable from the border) become `class_id`, in place.
+
+    Works in the class's bounding box: outside it everything is non-class and reaches the border, so a non-class
+    pixel in the box reaches the border exactly when it reaches the box's edge (the padded flood fill's start)."""
+    window = _class_window(mask, class_id)
+    if window is None:
+        return mask
+    part = mask[window]
+    outside = np.pad((part != class_id).view(np.uint8), 1, constant_values=1)
     cv2.floodFill(outside, None, (0, 0), 2)
-    holes = (outside[1:-1, 1:-1] == 1) & (mask == 0)
-    mask[holes] = class_id
+    holes = (outside[1:-1, 1:-1] == 1) & (part == 0)
+    part[holes] = class_id
     return mask
 
 
 def remove_small_components(mask: np.ndarray, class_id: int, min_area: int) -> np.ndarray:
-    """8-connected components of `class_id` smaller than `min_area` pixels become background, in place."""
-    binary = (mask == class_id).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    small = stats[:, cv2.CC_STAT_AREA] < min_area
+    """8-connected components of `class_id` smaller than `min_area` pixels become background, in place.
+
+    Labels the class's bounding box only, areas by `np.bincount`: OpenCV's connectedComponentsWithStats spends
+    about 9x its labelling time on statistics we do not need (5.5 vs 0.6 ms on a 720p mask)."""
+    window = _class_window(mask, class_id)
+    if window is None:
+        return mask
+    part = mask[window]
+    count, labels = cv2.connectedComponents((part == class_id).view(np.uint8), connectivity=8)
+    small = np.bincount(labels.ravel(), minlength=count) < min_area
     small[0] = False
     if small.any():
-        mask[small[labels]] = 0
+        part[small[labels]] = 0
     return mask
+
+
+def _class_window(mask: np.ndarray, class_id: int) -> tuple[slice, slice] | None:
+    """Rows and columns of the bounding box of `class_id`'s pixels (None when there are none)."""
+    x, y, w, h = cv2.boundingRect((mask == class_id).view(np.uint8))
+    return None if w == 0 else (slice(y, y + h), slice(x, x + w))
 
 
 def clean_by_labels(mask: Any, num_classes: int, fill_holes: bool, min_area: int, xp: Any, ndimage: Any) -> Any:

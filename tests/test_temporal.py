@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -73,6 +74,37 @@ def test_components_under_min_area_are_removed():
     mask[2:5, 2:5] = 1  # 9 px speck
     remove_small_components(mask, 1, min_area=10)
     assert mask[2:5, 2:5].sum() == 0 and mask[16:48, 16:48].all()
+
+
+def _whole_frame_fill(mask: np.ndarray, class_id: int) -> np.ndarray:
+    """The definition: flood the non-class pixels from a padded border of the whole frame."""
+    outside = np.pad((mask != class_id).astype(np.uint8), 1, constant_values=1)
+    cv2.floodFill(outside, None, (0, 0), 2)
+    mask[(outside[1:-1, 1:-1] == 1) & (mask == 0)] = class_id
+    return mask
+
+
+def _whole_frame_removal(mask: np.ndarray, class_id: int, min_area: int) -> np.ndarray:
+    """The definition: OpenCV's component statistics over the whole frame."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats((mask == class_id).astype(np.uint8), connectivity=8)
+    small = stats[:, cv2.CC_STAT_AREA] < min_area
+    small[0] = False
+    mask[small[labels]] = 0
+    return mask
+
+
+def test_cleaning_in_the_class_bounding_box_equals_the_whole_frame_definition():
+    rng = np.random.default_rng(7)
+    for _ in range(400):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        mask = ((rng.random((h, w)) < rng.random()) * rng.integers(1, 3, (h, w))).astype(np.uint8)
+        if rng.random() < 0.4:
+            mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+        for class_id in (1, 2):
+            min_area = int(rng.integers(0, 12))
+            assert np.array_equal(fill_class_holes(mask.copy(), class_id), _whole_frame_fill(mask.copy(), class_id))
+            assert np.array_equal(remove_small_components(mask.copy(), class_id, min_area),
+                                  _whole_frame_removal(mask.copy(), class_id, min_area))
 
 
 def test_scene_cut_resets_the_ema():
