@@ -22,6 +22,7 @@ import numpy as np
 from surgseg.engines.array_backend import array_kind, is_on_device
 from surgseg.engines.errors import InputError
 from surgseg.engines.letterbox import LetterboxGeometry, unletterbox
+from surgseg.engines.mask_window import foreground_window
 
 if TYPE_CHECKING:
     from surgseg.engines.fov import FieldOfView
@@ -167,7 +168,7 @@ def fill_class_holes(mask: np.ndarray, class_id: int) -> np.ndarray:
 
     Works in the class's bounding box: outside it everything is non-class and reaches the border, so a non-class
     pixel in the box reaches the border exactly when it reaches the box's edge (the padded flood fill's start)."""
-    window = _class_window(mask, class_id)
+    window = foreground_window(mask == class_id)
     if window is None:
         return mask
     part = mask[window]
@@ -183,7 +184,7 @@ def remove_small_components(mask: np.ndarray, class_id: int, min_area: int) -> n
 
     Labels the class's bounding box only, areas by `np.bincount`: OpenCV's connectedComponentsWithStats spends
     about 9x its labelling time on statistics we do not need (5.5 vs 0.6 ms on a 720p mask)."""
-    window = _class_window(mask, class_id)
+    window = foreground_window(mask == class_id)
     if window is None:
         return mask
     part = mask[window]
@@ -193,12 +194,6 @@ def remove_small_components(mask: np.ndarray, class_id: int, min_area: int) -> n
     if small.any():
         part[small[labels]] = 0
     return mask
-
-
-def _class_window(mask: np.ndarray, class_id: int) -> tuple[slice, slice] | None:
-    """Rows and columns of the bounding box of `class_id`'s pixels (None when there are none)."""
-    x, y, w, h = cv2.boundingRect((mask == class_id).view(np.uint8))
-    return None if w == 0 else (slice(y, y + h), slice(x, x + w))
 
 
 def clean_by_labels(mask: Any, num_classes: int, fill_holes: bool, min_area: int, xp: Any, ndimage: Any) -> Any:

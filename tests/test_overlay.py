@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from surgseg.engines.errors import InputError
-from surgseg.engines.overlay import OverlayConfig, RateMeter, class_colours, draw_overlay, render_hud
+from surgseg.engines.fov import FieldOfView
+from surgseg.engines.overlay import (
+    CONTOUR_COLOUR,
+    FOV_COLOUR,
+    OverlayConfig,
+    RateMeter,
+    class_colours,
+    draw_overlay,
+    fov_outline,
+    render_hud,
+)
 
 FRAME = np.full((64, 80, 3), 100, np.uint8)
 
@@ -66,3 +77,29 @@ def test_rate_meter_measures_frames_per_second():
 def test_mask_of_another_size_is_refused():
     with pytest.raises(InputError, match="does not match"):
         draw_overlay(FRAME, np.zeros((10, 10), np.uint8))
+
+
+def _whole_frame_overlay(frame: np.ndarray, mask: np.ndarray, opacity: float, fov: FieldOfView | None) -> np.ndarray:
+    """The definition: blend, contour and outline computed over every pixel of the frame."""
+    out, inside = frame.copy(), mask > 0
+    colours = class_colours(max(2, int(mask.max()) + 1)).astype(np.float32)
+    out[inside] = (frame[inside].astype(np.float32) * (1 - opacity) + colours[mask[inside]] * opacity).astype(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    out[cv2.dilate(mask, kernel) != cv2.erode(mask, kernel)] = CONTOUR_COLOUR
+    if fov is not None:
+        out[fov_outline(fov, *mask.shape)] = FOV_COLOUR
+    return out
+
+
+def test_overlay_drawn_in_the_mask_window_equals_the_whole_frame_definition():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(9, 60, 2))
+        frame = rng.integers(0, 256, (h, w, 3), np.uint8)
+        mask = ((rng.random((h, w)) < rng.random() * 0.3) * rng.integers(1, 4, (h, w))).astype(np.uint8)
+        if rng.random() < 0.5:
+            mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+        fov = FieldOfView.circle(w / 2, h / 2, min(h, w) / 2.2, h, w) if rng.random() < 0.5 else None
+        opacity = float(rng.random())
+        drawn = draw_overlay(frame, mask, OverlayConfig(opacity=opacity, hud=False), None, fov)
+        assert np.array_equal(drawn, _whole_frame_overlay(frame, mask, opacity, fov))
