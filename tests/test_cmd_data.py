@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from surgseg.app.cli import main
-from surgseg.engines.video.synthetic import SyntheticClip
 from surgseg.training.dataset_index import read_index
 from surgseg.training.splits import leaked_groups
 from surgseg.training.synth_dataset import SynthDatasetConfig
@@ -45,7 +44,7 @@ def test_synth_writes_frames_masks_video_and_index(synth_dir):
 
 
 def test_synth_pngs_match_the_generator_exactly(synth_dir):
-    clip = SyntheticClip(SynthDatasetConfig(out=synth_dir, clips=2, frames=6, size=(96, 64), seed=3).clip(1))
+    clip = SynthDatasetConfig(out=synth_dir, clips=2, frames=6, size=(96, 64), seed=3).clip(1)
     row = [r for r in read_index(synth_dir / "dataset.jsonl") if r["video_id"] == "clip_001"][4]
     frame, mask, tags = clip.render(4)
     np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(row["image_path"]), cv2.COLOR_BGR2RGB), frame)
@@ -111,7 +110,7 @@ def test_synth_domain_and_negative_shares_reach_the_clips(tmp_path):
     masks = {r["video_id"]: cv2.imread(r["mask_path"], cv2.IMREAD_UNCHANGED) for r in rows}
     assert sorted(bool(m.any()) for m in masks.values()) == [False, True]  # one clip of two has no instrument
     config = SynthDatasetConfig(out=out, clips=2, frames=2, size=(96, 64), domain=1.0, negatives=0.5)
-    assert all(config.clip(i).domain for i in range(2))
+    assert all(config.clip(i).config.domain for i in range(2))
     assert main(["data", "synth", "--out", str(tmp_path / "t"), "--domain", "1.5"]) == 2
 
 

@@ -52,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--domain", type=float, default=0.0,
                        help="share of clips with a footage-like look: field of view with on-screen text, palettes, ...")
     synth.add_argument("--negatives", type=float, default=0.0, help="share of clips without any instrument")
+    synth.add_argument("--multi", type=float, default=0.0,
+                       help="share of clips with 2-3 instruments that cross and hide one another")
     synth.add_argument("--fov-crop", action="store_true", help="store each clip cut to its detected field of view")
     synth.add_argument("--contact-sheet", type=Path, help="also write a contact sheet PNG of the clips")
     synth.set_defaults(handler=run_synth)
@@ -129,16 +131,15 @@ def run_prompts(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from surgseg.engines.video.synthetic import SyntheticClip
     from surgseg.training.synth_dataset import SynthDatasetConfig, contact_sheet, save_png, write_synthetic_dataset
 
     start = time.perf_counter()
     config = SynthDatasetConfig(out=args.out, clips=args.clips, frames=args.frames, size=_size(args.size),
                                 num_classes=args.classes, seed=args.seed, fps=args.fps, domain=args.domain,
-                                negatives=args.negatives, fov_crop=args.fov_crop)
+                                negatives=args.negatives, multi=args.multi, fov_crop=args.fov_crop)
     rows = write_synthetic_dataset(config)
     if args.contact_sheet:
-        save_png(args.contact_sheet, contact_sheet([SyntheticClip(config.clip(i)) for i in range(config.clips)]))
+        save_png(args.contact_sheet, contact_sheet([config.clip(i) for i in range(config.clips)]))
     tagged = sum(bool(row["tags"]) for row in rows)
     _summary("data synth", {"clips": args.clips, "frames": len(rows), "frames with tags": tagged,
                             "index": args.out / "dataset.jsonl", "seconds": f"{time.perf_counter() - start:.2f}"})

@@ -1,15 +1,18 @@
 """Synthetic surgical clips on disk: PNG frames, PNG class-id masks, an H.264 mp4 and clip.json per clip, one
 dataset.jsonl (index rows + `tags`) and classes.yaml; plus a contact sheet for people to look at.
 
-A share of the clips can have a randomised look (`domain`) and a share no instrument at all (`negatives`: hard
-negatives); with `fov_crop` each clip is stored cropped to the field of view detected on its first frame, the crop
-the runtime makes before letterboxing (trimmed to even sides for H.264)."""
+A share of the clips can have a randomised look (`domain`), a share no instrument at all (`negatives`: hard
+negatives) and a share several instruments that cross and hide one another (`multi`, drawn by
+`engines/video/synthetic_instances.py`); with `fov_crop` each clip is stored cropped to the field of view detected on
+its first frame, the crop the runtime makes before letterboxing (trimmed to even sides for H.264)."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ import numpy as np
 from surgseg.engines.atomic import atomic_path, atomic_write_json
 from surgseg.engines.errors import InputError
 from surgseg.engines.video.synthetic import TAGS, SyntheticClip, SyntheticClipConfig
+from surgseg.engines.video.synthetic_instances import InstanceClip, random_instance_clip
 from surgseg.training.dataset_index import check_writable, classes_present, write_classes, write_index
 
 log = logging.getLogger(__name__)
@@ -39,23 +43,29 @@ class SynthDatasetConfig:
     """Share of clips with a randomised look (`SyntheticClipConfig.domain`), spread evenly over the clips."""
     negatives: float = 0.0
     """Share of clips without any instrument, spread evenly (offset from the domain clips' pattern)."""
+    multi: float = 0.0
+    """Share of clips with 2 or 3 instruments (classic look, class 1 only), spread evenly with its own offset; a clip
+    picked as a negative stays a negative."""
     fov_crop: bool = False
 
     def __post_init__(self) -> None:
         if self.clips < 1:
             raise InputError(f"--clips: {self.clips} (at least 1)")
-        for name in ("domain", "negatives"):
+        for name in ("domain", "negatives", "multi"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"synth.{name}: {getattr(self, name)} (a share of the clips, 0 to 1)")
         if self.size[0] % 2 or self.size[1] % 2:
             raise InputError(f"--size: {self.size[0]}x{self.size[1]} (H.264 needs even width and height)")
 
-    def clip(self, index: int) -> SyntheticClipConfig:
-        """Clip `index`'s generator config: its own seed, derived from the dataset seed."""
-        return SyntheticClipConfig(
-            size=self.size, frames=self.frames, num_classes=self.num_classes, seed=self.seed * 1000 + index,
-            domain=_spread(index, self.domain), presence=() if _spread(index, self.negatives, 0.5) else None,
-        )
+    def clip(self, index: int) -> SyntheticClip | InstanceClip:
+        """Clip `index`: its own seed, derived from the dataset seed."""
+        seed = self.seed * 1000 + index
+        negative = _spread(index, self.negatives, 0.5)
+        if _spread(index, self.multi, 0.25) and not negative:
+            return InstanceClip(random_instance_clip(seed, self.frames, self.size, name=f"multi_{index:03d}"))
+        return SyntheticClip(SyntheticClipConfig(
+            size=self.size, frames=self.frames, num_classes=self.num_classes, seed=seed,
+            domain=_spread(index, self.domain), presence=() if negative else None))
 
 
 def _spread(index: int, share: float, phase: float = 0.0) -> bool:
@@ -69,22 +79,22 @@ def write_synthetic_dataset(config: SynthDatasetConfig) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     names: list[str] = []
     for index in range(config.clips):
-        clip = SyntheticClip(config.clip(index))
-        names = clip.config.class_names
+        clip = config.clip(index)
         rows.extend(_write_clip(clip, config.out / f"clip_{index:03d}", config.fps, config.fov_crop))
+    names = ["background", "instrument"] if config.num_classes == 2 else ["background", "shaft", "tip"]
     write_classes(config.out / "classes.yaml", names)
     write_index(config.out / "dataset.jsonl", rows)
     return rows
 
 
-def contact_sheet(clips: list[SyntheticClip], per_clip: int = 6, width: int = 240) -> np.ndarray:
+def contact_sheet(clips: list[SyntheticClip | InstanceClip], per_clip: int = 6, width: int = 240) -> np.ndarray:
     """RGB grid: for each clip a row of frames (with tags) above the same frames with the mask overlaid; the frames
     shown include the middle frame of each tag (smoke, glare, ...) the clip has."""
     import cv2
 
     rows = []
     for clip in clips:
-        rendered = list(clip)
+        rendered = list(_frames(clip))
         top, bottom = [], []
         for t in _showcase(rendered, per_clip):
             frame, mask, tags = rendered[t]
@@ -130,27 +140,47 @@ def save_png(path: Path, image: np.ndarray) -> None:
             raise InputError(f"{path}: could not write")
 
 
-def crop_box(clip: SyntheticClip, crop: bool) -> tuple[int, int, int, int]:
+def crop_box(first_frame: np.ndarray, crop: bool) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1): the FOV detected on the clip's first frame (even sides), or the whole frame."""
     if not crop:
-        return 0, 0, clip.width, clip.height
+        return 0, 0, first_frame.shape[1], first_frame.shape[0]
     from surgseg.engines.fov import detect_fov
 
-    x0, y0, x1, y1 = detect_fov(clip.render(0)[0]).bbox
+    x0, y0, x1, y1 = detect_fov(first_frame).bbox
     return x0, y0, x1 - (x1 - x0) % 2, y1 - (y1 - y0) % 2
 
 
-def _write_clip(clip: SyntheticClip, folder: Path, fps: int, crop: bool) -> list[dict[str, Any]]:
+def _frames(clip: SyntheticClip | InstanceClip) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+    """(frame, class mask, tags) per frame, whichever generator drew the clip."""
+    if isinstance(clip, SyntheticClip):
+        yield from clip
+    else:
+        for item in clip:
+            yield item.frame, item.mask, item.tags
+
+
+def _clip_info(clip: SyntheticClip | InstanceClip) -> dict[str, Any]:
+    if isinstance(clip, SyntheticClip):
+        return {"config": dataclasses.asdict(clip.config), "schedule": clip.schedule,
+                "look": dataclasses.asdict(clip.look), "class_names": clip.config.class_names}
+    return {"instances": dataclasses.asdict(clip.config), "class_names": ["background", "instrument"]}
+
+
+def _write_clip(clip: SyntheticClip | InstanceClip, folder: Path, fps: int, crop: bool) -> list[dict[str, Any]]:
     import av
     from tqdm import tqdm
 
     rows = []
-    x0, y0, x1, y1 = crop_box(clip, crop)
+    frames = _frames(clip)
+    first = next(frames)
+    x0, y0, x1, y1 = crop_box(first[0], crop)
     with atomic_path(folder / "clip.mp4") as video_path:
         with av.open(str(video_path), mode="w") as container:
             stream = container.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "veryfast"})
             stream.width, stream.height, stream.pix_fmt = x1 - x0, y1 - y0, "yuv420p"
-            for t, (frame, mask, tags) in enumerate(tqdm(clip, desc=folder.name, unit="frame", leave=False)):
+            rendered = itertools.chain([first], frames)
+            for t, (frame, mask, tags) in enumerate(tqdm(rendered, desc=folder.name, unit="frame", leave=False,
+                                                         total=len(clip))):
                 frame, mask = np.ascontiguousarray(frame[y0:y1, x0:x1]), np.ascontiguousarray(mask[y0:y1, x0:x1])
                 image_path, mask_path = folder / "frames" / f"{t:06d}.png", folder / "masks" / f"{t:06d}.png"
                 save_png(image_path, frame)
@@ -158,10 +188,8 @@ def _write_clip(clip: SyntheticClip, folder: Path, fps: int, crop: bool) -> list
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
                 rows.append(_row(image_path, mask_path, folder.name, t, mask, tags))
             container.mux(stream.encode(None))
-    info = {"config": dataclasses.asdict(clip.config), "schedule": clip.schedule,
-            "look": dataclasses.asdict(clip.look), "crop": [x0, y0, x1, y1]}
-    atomic_write_json(folder / "clip.json", {**info, "class_names": clip.config.class_names})
-    log.info("%s: %d frames, schedule %s", folder, len(rows), clip.schedule)
+    atomic_write_json(folder / "clip.json", {**_clip_info(clip), "crop": [x0, y0, x1, y1]})
+    log.info("%s: %d frames (%s)", folder, len(rows), type(clip).__name__)
     return rows
 
 

@@ -179,3 +179,37 @@ def instance_clips(frames: int = 64, size: tuple[int, int] = (320, 256)) -> dict
     return {name: InstanceClipConfig(paths, size=size, frames=frames, seed=seed, name=name)
             for seed, (name, paths) in enumerate((("crossing", crossing), ("occlusion_reentry", occlusion),
                                                   ("three_tools", three)), start=3)}
+
+
+def random_instance_clip(seed: int, frames: int = 64, size: tuple[int, int] = (320, 256),
+                         name: str = "random") -> InstanceClipConfig:
+    """A multi-instrument clip drawn from `seed` (for training; `instance_clips` are the fixed benchmark clips): 2 or
+    3 instruments, each entering from its own side at a random time, its tip wandering through random points (so
+    shafts cross and hide one another), some leaving early and some coming back."""
+    rng = np.random.default_rng(seed)
+    sides = rng.permutation(4)[: int(rng.integers(2, 4))]
+    last = frames - 1
+    paths = []
+    for side in sides:
+        across = float(rng.uniform(0.2, 0.8))
+        entry, edge = _side_points(int(side), across)
+        start = int(rng.integers(0, max(1, last // 4) + 1))
+        times = np.linspace(start, last, int(rng.integers(3, 6))).round().astype(int)
+        keys: list[Key] = [(start, *edge)]
+        keys += [(int(t), float(rng.uniform(0.15, 0.85)), float(rng.uniform(0.15, 0.85))) for t in times[1:]]
+        if rng.random() < 0.3:  # leaves through its own side and comes back
+            out_at = int(keys[-2][0])
+            keys[-2] = (out_at, *_side_points(int(side), across)[1])
+        paths.append(InstrumentPath(entry, tuple(keys), radius=float(rng.uniform(0.035, 0.06)),
+                                    dark=bool(rng.random() < 0.6)))
+    return InstanceClipConfig(tuple(paths), size=size, frames=frames, seed=seed, name=name,
+                              camera_motion=float(rng.uniform(0.1, 0.6)))
+
+
+def _side_points(side: int, across: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """For a frame side (0 left, 1 right, 2 top, 3 bottom) at `across` along it: the shaft's entry point outside the
+    frame and a tip position just outside the edge (the instrument hidden)."""
+    out, edge = ((-0.3, -0.02), (1.3, 1.02), (-0.3, -0.02), (1.3, 1.02))[side]
+    if side < 2:
+        return (out, across), (edge, across)
+    return (across, out), (across, edge)

@@ -10,7 +10,7 @@ import pytest
 
 from surgseg.engines.sam2.config import InstancesConfig
 from surgseg.engines.sam2.instances import InstanceTracker
-from surgseg.engines.video.synthetic_instances import InstanceClip, instance_clips
+from surgseg.engines.video.synthetic_instances import InstanceClip, instance_clips, random_instance_clip
 
 SIZE = (64, 80)
 MIN_AREA, FRAMES, RELEASE = 16, 3, 8
@@ -127,6 +127,15 @@ def test_synthetic_clips_have_exact_instance_truth_and_tags() -> None:
     back = [t for t in range(64) if reentry.in_view[1, t] and t and not reentry.in_view[1, t - 1]]
     assert len(back) == 1 and reentry.in_view[1, : back[0]].any() and not reentry.in_view[1, back[0] - 1]
     assert "re-entry" in reentry.render(back[0]).tags and "re-entry" not in reentry.render(back[0] + 1).tags
+
+
+def test_random_multi_instrument_clips_differ_by_seed_and_show_their_instruments() -> None:
+    configs = [random_instance_clip(seed, frames=16, size=(160, 128)) for seed in range(8)]
+    assert all(2 <= len(c.instruments) <= 3 for c in configs)
+    assert len({c.instruments for c in configs}) == 8 and random_instance_clip(3, 16, (160, 128)) == configs[3]
+    clips = [InstanceClip(c) for c in configs]
+    assert all(clip.in_view.any(axis=1).all() for clip in clips)  # every instrument comes into view
+    assert sum("crossing" in clip.render(t).tags for clip in clips for t in range(16)) > 0
 
 
 @pytest.mark.parametrize("name", ["crossing", "three_tools"])
