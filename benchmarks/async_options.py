@@ -1,6 +1,7 @@
-"""SAM 2 off the critical path, two ways: the operator-owned worker thread (production) vs Holoscan-native scheduling.
+"""SAM 2 off the critical path, three ways: the operator-owned worker thread (production), a worker process, and
+Holoscan-native scheduling.
 
-Issue 14 asks to measure the options and keep the best. Both run the same live model: a 30 fps camera (a periodic
+Issue 14 asks to measure the options and keep the best. All run the same live model: a 30 fps camera (a periodic
 source whose frame index comes from the wall clock, so a late tick drops frames the way a capture card does), a
 fast path (refiner stand-in: a fixed amount of CPU work) and a slow SAM 2 stand-in (a fixed sleep, or a fixed amount
 of CPU work that, like SAM 2's torch kernels, releases the GIL; or, with --real-sam2, the random-weight SAM 2 tiny
@@ -10,6 +11,9 @@ prior age (frames between the frame the prior was made on and the frame that use
 - `worker_thread` (production: operators/sam2_prior.py + engines/sam2/async_prior.py): one fast-path operator hands
   each frame to `AsyncTracker`, whose thread runs SAM 2 on the newest frame; greedy scheduler
   (`worker_thread_multithread`: the same on the MultiThread scheduler, 2 workers).
+- `worker_process` / `worker_process_multithread` (`runtime.worker: process`, engines/sam2/worker_process.py): the
+  same AsyncTracker, its step sent to a spawned child process that runs the same stand-in (or builds its own SAM 2),
+  so SAM 2's Python never waits for the fast path's GIL; each step copies the image and the prior through a pipe.
 - `native_event` / `native_multithread`: SAM 2 is its own operator; the source feeds it through an input queue of
   capacity 1 that drops the older message (`IOSpec.QueuePolicy.POP`, no back-pressure on the source's port), it
   emits each prior to the fast path's `prior` input (capacity 1, POP, `ConditionType.NONE`: the fast path never
@@ -17,6 +21,7 @@ prior age (frames between the frame the prior was made on and the frame that use
 
     .venv/bin/python -m benchmarks.async_options                # sleep and CPU stand-ins, 8 s per option
     .venv/bin/python -m benchmarks.async_options --real-sam2    # also the random-weight SAM 2 tiny at 256 px, 30 s
+    .venv/bin/python -m benchmarks.async_options --seconds 2 --options worker_process --no-write   # a smoke
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ import torch
 
 from benchmarks.common import write_result
 from benchmarks.refiner_latency import sam2_step_call
-from surgseg.engines.sam2.async_prior import AsyncTracker
+from surgseg.engines.sam2.async_prior import AsyncTracker, InThreadStep
 from surgseg.engines.sam2.tracker import TrackerEvents
+from surgseg.engines.sam2.worker_process import WorkerProcess
 from surgseg.operators.base import PYTHON_OBJECT
 from holoscan.conditions import PeriodicCondition
 from holoscan.core import Application, ConditionType, IOSpec, Operator
@@ -49,26 +55,55 @@ Work = Callable[[], None]
 
 
 # ------------------------------------------------------------------------------------------------- the stand-ins
-def cpu_work(ms: float) -> Work:
-    """A fixed amount of single-threaded CPU work that releases the GIL (SHA-256 of 256 KiB blocks, ≈ 0.2-1 ms each),
-    calibrated to ≈ `ms` on this machine now. Not torch: its OpenMP pool sizes itself per calling thread, and
-    Holoscan's threads would then measure OpenMP barriers on a loaded machine rather than scheduling."""
+@dataclass(frozen=True)
+class CpuWork:
+    """A fixed amount of single-threaded CPU work that releases the GIL (SHA-256 of 256 KiB blocks, ≈ 0.2-1 ms each).
+    Not torch: its OpenMP pool sizes itself per calling thread, and Holoscan's threads would then measure OpenMP
+    barriers on a loaded machine rather than scheduling. Picklable: a worker process runs the same count."""
+
+    count: int
+
+    def __call__(self) -> None:
+        block = bytes(1 << 18)
+        for _ in range(self.count):
+            hashlib.sha256(block).digest()
+
+
+def cpu_work(ms: float) -> CpuWork:
+    """`CpuWork` calibrated to ≈ `ms` on this machine now."""
     block = bytes(1 << 18)
     started, calls = time.perf_counter(), 0
     while time.perf_counter() - started < 0.2:
         hashlib.sha256(block).digest()
         calls += 1
-    count = max(1, round(ms / 1e3 / ((time.perf_counter() - started) / calls)))
-
-    def work() -> None:
-        for _ in range(count):
-            hashlib.sha256(block).digest()
-
-    return work
+    return CpuWork(max(1, round(ms / 1e3 / ((time.perf_counter() - started) / calls))))
 
 
-def sleep_work(ms: float) -> Work:
-    return lambda: time.sleep(ms / 1e3)
+@dataclass(frozen=True)
+class SleepWork:
+    ms: float
+
+    def __call__(self) -> None:
+        time.sleep(self.ms / 1e3)
+
+
+class RealSam2:
+    """The random-weight SAM 2 tiny step at 256 px, one intra-op thread, built (and warmed up: the first steps build
+    caches the options should not pay for) in the process that runs it: a worker process builds its own."""
+
+    def __init__(self) -> None:
+        self._step: Work | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_step": None}
+
+    def __call__(self) -> None:
+        if self._step is None:
+            torch.set_num_threads(1)
+            self._step = sam2_step_call((256, 256), 256, steps=8)
+            for _ in range(2):
+                self._step()
+        self._step()
 
 
 @dataclass
@@ -200,15 +235,15 @@ class FakeTracker:
     """What AsyncTracker needs of a PriorTracker, with a stand-in SAM 2 step."""
 
     seeded = True
+    num_classes = 2
 
-    def __init__(self, work: Work, record: Record) -> None:
-        self.work, self.record = work, record
+    def __init__(self, work: Work) -> None:
+        self.work = work
         self.engine = self
         self.frames = 0
 
     def frame(self, image: Any, feedback: Any, request: Any) -> tuple[Any, TrackerEvents]:
         self.work()
-        self.record.sam2_steps += 1
         self.frames += 1
         return np.zeros((1, 1, *IMAGE[-2:]), np.float32), TrackerEvents(self.frames)
 
@@ -217,6 +252,17 @@ class FakeTracker:
 
     def empty_prior(self, size: tuple[int, int], like: Any) -> Any:
         return np.zeros((1, 1, *size), np.float32)
+
+
+@dataclass(frozen=True)
+class FakeTrackerSpec:
+    """A picklable recipe for a FakeTracker (what the worker process builds); the stand-in warmed up once first."""
+
+    work: Work
+
+    def __call__(self) -> FakeTracker:
+        self.work()
+        return FakeTracker(self.work)
 
 
 # ------------------------------------------------------------------------------------------------- the options
@@ -238,7 +284,9 @@ class Option(Application):
             self.add_flow(source, sam2, {("sam2", "in")})
             self.add_flow(sam2, fast, {("prior", "prior")})
         else:
-            self.tracker = AsyncTracker(FakeTracker(self.sam2, self.record), name="sam2")
+            spec = FakeTrackerSpec(self.sam2)
+            step = WorkerProcess(spec) if self.option.startswith("worker_process") else InThreadStep(spec())
+            self.tracker = AsyncTracker(step, name="sam2")
             fast = FastPath(self, work=self.fast, record=self.record, tracker=self.tracker, name="fast")
         sink = Sink(self, record=self.record, name="sink")
         self.add_flow(source, fast, {("fast", "in")})
@@ -246,7 +294,7 @@ class Option(Application):
         self.scheduler(self._scheduler())
 
     def _scheduler(self) -> Any:
-        if self.option == "worker_thread":
+        if self.option in ("worker_thread", "worker_process"):
             return GreedyScheduler(self, name="scheduler", stop_on_deadlock=True)
         cls = EventBasedScheduler if self.option.endswith("event") else MultiThreadScheduler
         return cls(self, name="scheduler", worker_thread_number=2, stop_on_deadlock=True,
@@ -259,6 +307,7 @@ def run_option(option: str, seconds: float, fast: Work, sam2: Work) -> dict[str,
     app.run()
     if app.tracker is not None:
         app.tracker.close()
+        app.record.sam2_steps = app.tracker.processed
     result = app.record.summary(time.perf_counter() - started)
     log.info("%-26s fps %5.1f  dropped %3d  e2e p50 %6.1f p99 %6.1f ms  prior age p50 %s p99 %s  SAM 2 steps %d",
              option, result["fps_processed"], result["frames_dropped"], result["e2e_ms"]["p50"],
@@ -267,7 +316,8 @@ def run_option(option: str, seconds: float, fast: Work, sam2: Work) -> dict[str,
     return result
 
 
-OPTIONS = ("worker_thread", "worker_thread_multithread", "native_event", "native_multithread")
+OPTIONS = ("worker_thread", "worker_thread_multithread", "worker_process", "worker_process_multithread", "native_event",
+           "native_multithread")
 
 
 def main() -> None:
@@ -277,21 +327,22 @@ def main() -> None:
     parser.add_argument("--sam2-ms", type=float, default=150.0, help="SAM 2 stand-in per step")
     parser.add_argument("--real-sam2", action="store_true", help="also the random-weight SAM 2 tiny at 256 px")
     parser.add_argument("--real-seconds", type=float, default=30.0, help="per option with the real SAM 2")
+    parser.add_argument("--options", nargs="+", choices=OPTIONS, default=list(OPTIONS), help="the options to run")
+    parser.add_argument("--no-write", action="store_true", help="log the results only (a smoke run)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     fast = cpu_work(args.fast_ms)
-    stand_ins: dict[str, Work] = {"sleep": sleep_work(args.sam2_ms), "cpu": cpu_work(args.sam2_ms)}
+    stand_ins: dict[str, Work] = {"sleep": SleepWork(args.sam2_ms), "cpu": cpu_work(args.sam2_ms)}
     if args.real_sam2:
-        torch.set_num_threads(1)
-        step = sam2_step_call((256, 256), 256, steps=8)
-        for _ in range(2):  # warm-up: the first steps build caches the options should not pay for
-            step()
-        stand_ins["real_sam2_256px"] = step
+        stand_ins["real_sam2_256px"] = RealSam2()
     results: dict[str, Any] = {}
     for label, sam2 in stand_ins.items():
         log.info("SAM 2 stand-in: %s", label)
+        sam2()  # warm-up (the real SAM 2 is built on its first call); a worker process warms up its own
         seconds = args.real_seconds if label.startswith("real") else args.seconds
-        results[label] = {option: run_option(option, seconds, fast, sam2) for option in OPTIONS}
+        results[label] = {option: run_option(option, seconds, fast, sam2) for option in args.options}
+    if args.no_write:
+        return
     path = write_result("async_options", {"load_average_1min": os.getloadavg()[0], "fps": FPS, "seconds": args.seconds,
                                           "real_sam2_seconds": args.real_seconds, "fast_path_cpu_ms": args.fast_ms,
                                           "sam2_stand_in_ms": args.sam2_ms, "image": list(IMAGE), "results": results})

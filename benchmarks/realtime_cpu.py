@@ -7,8 +7,9 @@ box on frame 0 and never released, so it runs on every frame it takes (the worst
 in the `async + mp4` rows, which add the overlay and the VideoFileSink. The synthetic clip is rendered to an mp4
 first and replayed like the videos.
 
-Usage: python -m benchmarks.realtime_cpu [--seconds 10] [--modes sync async]
+Usage: python -m benchmarks.realtime_cpu [--seconds 10] [--modes sync async] [--sam2-nice 0 10] [--no-mp4]
        [--sam2-backend onnxruntime --sam2-precision int8 --name realtime_cpu_int8] → benchmarks/results/NAME.json
+`--sam2-nice` compares SAM 2 worker priorities (`runtime.nice`) source by source, back to back.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def measure(name: str, source: dict[str, Any], mode: str, refiner: Path, frames:
         latency = json.loads((out / "latency.json").read_text())
     e2e, age = latency["end_to_end_ms"], latency.get("prior_age_frames", {})
     row = {
-        "source": name, "mode": mode + (" + mp4" if mp4 else ""), "frames_decoded": latency["frames_decoded"],
+        "source": name, "mode": mode + (" + mp4" if mp4 else ""), "sam2_nice": sam2.get("nice", 0),
+        "frames_decoded": latency["frames_decoded"],
         "fps_processed": latency["throughput_fps"], "frames_dropped": latency["frames_dropped"],
         "e2e_p50_ms": e2e.get("p50"), "e2e_p99_ms": e2e.get("p99"),
         "prior_age_frames_p50": age.get("p50"), "prior_age_frames_p99": age.get("p99"),
@@ -94,9 +96,9 @@ def measure(name: str, source: dict[str, Any], mode: str, refiner: Path, frames:
     }
     row["goals_met"] = (row["fps_processed"] or 0) >= GOALS["fps_processed"] and \
         row["frames_dropped"] <= GOALS["frames_dropped"] and (row["e2e_p99_ms"] or 1e9) <= GOALS["e2e_p99_ms"]
-    log.info("%-16s %-13s %5.1f fps, %4d dropped, e2e p50 %6.1f p99 %6.1f ms, prior age p50 %s frames",
-             name, row["mode"], row["fps_processed"] or 0, row["frames_dropped"], row["e2e_p50_ms"] or -1,
-             row["e2e_p99_ms"] or -1, row["prior_age_frames_p50"])
+    log.info("%-16s %-13s nice %2d %5.1f fps, %4d dropped, e2e p50 %6.1f p99 %6.1f ms, prior age p50 %s frames",
+             name, row["mode"], row["sam2_nice"], row["fps_processed"] or 0, row["frames_dropped"],
+             row["e2e_p50_ms"] or -1, row["e2e_p99_ms"] or -1, row["prior_age_frames_p50"])
     return row
 
 
@@ -118,6 +120,9 @@ def main() -> None:
     parser.add_argument("--sam2-threads", type=int, default=0, help="runtime.threads (0: the library's default)")
     parser.add_argument("--sam2-backend", default="torch", choices=("torch", "onnxruntime"))
     parser.add_argument("--sam2-precision", default="fp32", choices=("fp32", "int8"))
+    parser.add_argument("--sam2-nice", type=int, nargs="+", default=[10],
+                        help="runtime.nice values to compare (async rows; each source runs them back to back)")
+    parser.add_argument("--no-mp4", dest="mp4", action="store_false", help="skip the async + mp4 rows")
     parser.add_argument("--name", default="realtime_cpu", help="results file name")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -133,9 +138,10 @@ def main() -> None:
             sam2["exported"] = str(exported_folder(Path(tmp) / "sam2", ModelConfig(image_size=256)))
         for name, source in sources(Path(tmp), frames).items():
             for mode in args.modes:
-                rows.append(measure(name, source, mode, refiner, frames, False, sam2))
-            if "async" in args.modes:
-                rows.append(measure(name, source, "async", refiner, frames, True, sam2))
+                for nice in (args.sam2_nice if mode == "async" else [0]):
+                    rows.append(measure(name, source, mode, refiner, frames, False, {**sam2, "nice": nice}))
+            for nice in args.sam2_nice if "async" in args.modes and args.mp4 else []:
+                rows.append(measure(name, source, "async", refiner, frames, True, {**sam2, "nice": nice}))
     path = write_result(args.name, {
         "setup": {"source": f"{SIZE[0]}x{SIZE[1]} live at {FPS} fps (drop-oldest queue)", "frames_per_run": frames,
                   "sam2": "sam2.1_hiera_tiny, random weights, 256 px, seeded by a box, never released",

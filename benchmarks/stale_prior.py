@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -262,25 +263,17 @@ def time_flow(sequence: Sequence, calls: int) -> dict[str, Any]:
     return out
 
 
-def measured_prior_age() -> int | None:
-    """The async p50 prior age (frames) from benchmarks/results/realtime_cpu.json, when that exists."""
+def measured_prior_age(name: str = "realtime_cpu") -> int | None:
+    """The async prior age (frames, p50, median over the sources) of benchmarks/results/NAME.json's `async` rows
+    (no mp4 written), when that file exists."""
     from benchmarks.common import RESULTS
 
-    path = RESULTS / "realtime_cpu.json"
+    path = RESULTS / f"{name}.json"
     if not path.is_file():
         return None
-
-    def find(node: Any) -> float | None:
-        if isinstance(node, dict):
-            if "async" in node and isinstance(node["async"], dict):
-                age = node["async"].get("prior_age_frames", {})
-                if isinstance(age, dict) and isinstance(age.get("p50"), int | float):
-                    return float(age["p50"])
-            return next((v for v in map(find, node.values()) if v is not None), None)
-        return None
-
-    age = find(json.loads(path.read_text()))
-    return None if age is None else max(1, int(round(age)))
+    ages = [row["prior_age_frames_p50"] for row in json.loads(path.read_text()).get("rows", [])
+            if row.get("mode") == "async" and isinstance(row.get("prior_age_frames_p50"), int | float)]
+    return max(1, int(round(statistics.median(ages)))) if ages else None
 
 
 # ----------------------------------------------------------------------------------------------------------- main
@@ -338,6 +331,8 @@ def main() -> int:
     parser.add_argument("--cvc-refiners", default="with_mix,without_mix", help="which ClinicDB refiners to score")
     parser.add_argument("--cvc-conditions", default="", help="comma list: score the ClinicDB refiners on these "
                         "conditions only (each takes minutes on a loaded 2-core machine); all when empty")
+    parser.add_argument("--age-from", default="realtime_cpu_nice",
+                        help="benchmarks/results/NAME.json whose async prior age is scored beside 0, 2, 4, 8")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timing-calls", type=int, default=300)
     args = parser.parse_args()
@@ -346,7 +341,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     started = time.monotonic()
-    age = measured_prior_age()
+    age = measured_prior_age(args.age_from)
     ages = tuple(sorted(set(AGES) | ({age} if age else set())))
     warper = PriorWarper()
     payload: dict[str, Any] = {"ages": list(ages), "measured_prior_age": age, "seed": SEED,

@@ -11,12 +11,15 @@ once it is stable; the same rule re-seeds a class SAM 2 lost when it comes back 
 (engines/sam2/instance_prior.py): `meta['instances']` carries the `InstanceHint` that labels the frame's refined mask
 with track IDs (`engines.sam2.instances.source_ids`; MaskSink and Overlay use it) and `meta['sam2']['instances']` the
 frame's instance events (born, lost, refound, released, merged, split) for QA.
+
+`runtime: {mode: async}` takes SAM 2 off the critical path (engines/sam2/async_prior.py); `worker: process` runs it
+in a child process that builds its own tracker (engines/sam2/worker_process.py), so `self.tracker` is None here.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +30,10 @@ from surgseg.engines.errors import InputError
 from surgseg.engines.letterbox import LetterboxGeometry
 from surgseg.engines.preprocess import mask_to_model
 from surgseg.engines.sam2.config import SAM2Config
-from surgseg.engines.sam2.async_prior import AsyncTracker
-from surgseg.engines.sam2.instance_prior import InstancePriorTracker
+from surgseg.engines.sam2.async_prior import AsyncTracker, InThreadStep
 from surgseg.engines.sam2.tracker import PriorTracker, SeedRequest, TrackerEvents
 from surgseg.engines.sam2.seeding import box_prompts, click_prompts, pointer_prompts, read_clicks, read_mask
+from surgseg.engines.sam2.worker_process import TrackerSpec, WorkerProcess
 from surgseg.operators.base import Message, SurgsegOperator
 
 log = logging.getLogger(__name__)
@@ -66,27 +69,30 @@ class SAM2Prior(SurgsegOperator):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from surgseg.engines.sam2.stream import StreamingSAM2
-
         c = self.config
         self._check_seed(c.seed)
         if c.model.checkpoint is None:
             log.warning("%s: SAM 2 runs with RANDOM weights (no checkpoint): its priors carry no information; %s",
                         self.name, CHECKPOINT_HELP)
-        tracker_type = InstancePriorTracker if c.instances.enabled else PriorTracker
-        self.tracker = tracker_type(StreamingSAM2(c, self.device))
-        self.instance_hint = None
-        self.async_tracker = self._async_tracker() if c.runtime.mode == "async" else None
         self.clicks = read_clicks(c.seed.clicks, c.num_classes) if c.seed.clicks else {}
         self.seed_mask = read_mask(c.seed.mask, c.num_classes) if c.seed.mask else None
+        self.instance_hint = None
+        self._frames_seen = 0
+        sam2 = SAM2Config(**{f.name: getattr(c, f.name) for f in fields(SAM2Config)})  # picklable without Holoscan
+        spec = TrackerSpec(sam2, self.device)
+        in_process = c.runtime.mode == "sync" or c.runtime.worker == "thread"
+        self.tracker: PriorTracker | None = spec() if in_process else None  # None: SAM 2 is in a worker process
+        self.async_tracker = self._async_tracker(spec) if c.runtime.mode == "async" else None
 
-    def _async_tracker(self) -> AsyncTracker:
+    def _async_tracker(self, spec: TrackerSpec) -> AsyncTracker:
         warper = None
         if self.config.runtime.warp == "flow":
             from surgseg.engines.motion import PriorWarper
 
             warper = PriorWarper()
-        return AsyncTracker(self.tracker, warper, name=self.name)
+        nice = self.config.runtime.nice
+        step = InThreadStep(self.tracker) if self.tracker is not None else WorkerProcess(spec, self.name, nice)
+        return AsyncTracker(step, warper, name=self.name, nice=nice if self.tracker is not None else 0)
 
     def stop(self) -> None:
         if self.async_tracker is not None:
@@ -114,7 +120,8 @@ class SAM2Prior(SurgsegOperator):
         geometry = LetterboxGeometry(**meta["letterbox"])
         feedback = inputs.get("feedback")
         feedback_mask = None if feedback is None else to_numpy(mask_to_model(feedback["mask"], geometry))
-        index = meta.get("frame_index", self.tracker.frame_index + 1)
+        index = meta.get("frame_index", self._frames_seen)
+        self._frames_seen += 1
         request = self._seed_request(message, index, geometry, inputs.get("clicks"))
         if self.async_tracker is None:
             prior, events = self.tracker.frame(message["image"], feedback_mask, request)
@@ -151,7 +158,7 @@ class SAM2Prior(SurgsegOperator):
         if pointer is not None and (pointer["clicks"] or pointer["boxes"]):
             log.info("%s: frame %d: display prompts %s", self.name, t, pointer["clicks"] + pointer["boxes"])
             return SeedRequest(prompts=pointer_prompts(pointer["clicks"], pointer["boxes"], c.num_classes, geometry))
-        if self.tracker.seeded:
+        if (self.tracker if self.async_tracker is None else self.async_tracker).seeded:
             return None
         if c.seed.box is not None:
             prompts = box_prompts(c.seed.box, c.seed.points, c.seed.class_id, c.num_classes, geometry)

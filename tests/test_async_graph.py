@@ -1,5 +1,6 @@
-"""The replay graph with SAM 2 asynchronous (`runtime.mode: async`): every frame goes through with the newest prior,
-its age is reported, and a SAM 2 failure mid-run leaves the fast path running and the exit code at 1."""
+"""The replay graph with SAM 2 asynchronous (`runtime.mode: async`, on a worker thread or in a worker process): every
+frame goes through with the newest prior, its age is reported, and a SAM 2 failure mid-run leaves the fast path
+running and the exit code at 1."""
 
 from __future__ import annotations
 
@@ -23,14 +24,14 @@ def refiner(tmp_path_factory) -> Path:
     return export_tiny_refiner(folder, num_classes=2, size=MODEL_SIZE).folder / "refiner.onnx"
 
 
-def async_graph(folder: Path, refiner: Path, warp: str = "flow") -> Path:
+def async_graph(folder: Path, refiner: Path, warp: str = "flow", worker: str = "thread") -> Path:
     raw = read_yaml(graph_path("replay_fast"))
     raw["device"] = "cpu"
     raw["operators"]["source"] = {"type": "SyntheticSource", "frames": FRAMES, "size": [160, 128], "seed": 4,
                                   "presence": [[0, FRAMES]], "realtime": True, "fps": 30}
     prior = raw["operators"]["prior"]
     prior["model"]["image_size"] = 128
-    prior["runtime"] = {"mode": "async", "warp": warp}
+    prior["runtime"] = {"mode": "async", "warp": warp, "worker": worker}
     raw["operators"]["refiner"]["artifact"] = str(refiner)
     raw["operators"]["metrics"]["path"] = str(folder / "metrics.json")
     raw["operators"]["latency"]["path"] = str(folder / "latency.json")
@@ -47,6 +48,19 @@ def test_every_frame_goes_through_with_the_age_of_its_prior(tmp_path, refiner) -
     assert ages and 0 <= ages["p50"] <= FRAMES - 1
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["frames_scored"] == FRAMES
+
+
+def test_sam2_in_a_worker_process_lets_every_frame_through(tmp_path, refiner) -> None:
+    import multiprocessing
+
+    from surgseg.app.cli import main
+
+    assert main(["run", str(async_graph(tmp_path, refiner, worker="process"))]) == 0
+    latency = json.loads((tmp_path / "latency.json").read_text())
+    assert latency["frames_processed"] == FRAMES and latency["frames_dropped"] == 0
+    assert latency["prior_age_frames"], "SAM 2's priors came back from the worker process"
+    assert json.loads((tmp_path / "metrics.json").read_text())["frames_scored"] == FRAMES
+    assert not multiprocessing.active_children(), "the worker process is stopped with the graph"
 
 
 def test_a_sam2_failure_mid_run_keeps_the_fast_path_and_exits_1(tmp_path, refiner, monkeypatch, caplog) -> None:

@@ -12,15 +12,20 @@ click that arrives on a skipped frame is carried to the next one instead of bein
 
 A failure in the worker is logged once with its frame; SAM 2 stops and the fast path goes on with the last prior
 (`error` says what happened, so the run's exit code can).
+
+The step the worker runs is pluggable: `InThreadStep` steps the tracker on the worker thread itself
+(`runtime.worker: thread`); `worker_process.WorkerProcess` sends the frame to a tracker in a child process and waits
+for its answer (`runtime.worker: process`). Everything above is the same for both.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -56,6 +61,43 @@ class PriorAge:
     """True on the first frame that uses a newly published prior (its events are reported then, once)."""
 
 
+class TrackerStep(Protocol):
+    """What AsyncTracker's worker runs: one tracker step, and what the fast path needs before the first one."""
+
+    @property
+    def seeded(self) -> bool: ...
+
+    def __call__(self, image: Any, feedback: np.ndarray | None,
+                 request: SeedRequest | None) -> tuple[Any, TrackerEvents, dict[int, dict[str, list]]]: ...
+
+    def empty_prior(self, size: tuple[int, int], like: Any) -> Any: ...
+
+    def close(self, timeout: float) -> None: ...
+
+
+class InThreadStep:
+    """The tracker stepped on the worker thread itself (`runtime.worker: thread`)."""
+
+    def __init__(self, tracker: PriorTracker) -> None:
+        self.tracker = tracker
+
+    @property
+    def seeded(self) -> bool:
+        return self.tracker.seeded
+
+    def __call__(self, image: Any, feedback: np.ndarray | None,
+                 request: SeedRequest | None) -> tuple[Any, TrackerEvents, dict[int, dict[str, list]]]:
+        """The prior and events of `tracker.frame`, and the engine's memory state right after it."""
+        prior, events = self.tracker.frame(image, feedback, request)
+        return prior, events, self.tracker.engine.memory_state()
+
+    def empty_prior(self, size: tuple[int, int], like: Any) -> Any:
+        return self.tracker.empty_prior(size, like)
+
+    def close(self, timeout: float) -> None:
+        """Nothing to stop: the tracker lives in this process."""
+
+
 @dataclass
 class _Submission:
     frame_index: int
@@ -65,10 +107,11 @@ class _Submission:
 
 
 class AsyncTracker:
-    """A PriorTracker driven by a worker thread over the newest submitted frame; thread-safe, no busy waiting."""
+    """A tracker step driven by a worker thread over the newest submitted frame; thread-safe, no busy waiting."""
 
-    def __init__(self, tracker: PriorTracker, warper: Any | None = None, name: str = "sam2") -> None:
-        self.tracker = tracker
+    def __init__(self, step: TrackerStep, warper: Any | None = None, name: str = "sam2", nice: int = 0) -> None:
+        self.step = step
+        self.nice = nice
         self.warper = warper
         self.processed = 0
         self.skipped = 0
@@ -98,7 +141,7 @@ class AsyncTracker:
             self._submit(_Submission(index, timestamp_ns, image, request))
             published = self._published
         if published is None:
-            return self.tracker.empty_prior(tuple(image.shape[-2:]), image), PriorAge(None, None, False), None
+            return self.step.empty_prior(tuple(image.shape[-2:]), image), PriorAge(None, None, False), None
         fresh = published.frame_index != self._reported
         self._reported = published.frame_index
         age_ms = None
@@ -128,6 +171,7 @@ class AsyncTracker:
 
     # ------------------------------------------------------------------ the worker
     def _run(self) -> None:
+        lower_priority(self.nice)
         while True:
             with self._cond:
                 while self._pending is None and not self._closing:
@@ -138,8 +182,7 @@ class AsyncTracker:
                 feedback = None if self._last_processed is None else self._feedback.get(self._last_processed)
                 self._busy = True
             try:
-                prior, events = self.tracker.frame(job.image, feedback, self._live_request(job.request))
-                memory = self.tracker.engine.memory_state()
+                prior, events, memory = self.step(job.image, feedback, self._live_request(job.request))
             except Exception as exc:  # noqa: BLE001 - the fast path must survive whatever SAM 2 raises
                 self._fail(job.frame_index, exc)
                 return
@@ -152,7 +195,7 @@ class AsyncTracker:
 
     def _live_request(self, request: SeedRequest | None) -> SeedRequest | None:
         """A first-frame seed is dropped once the tracker is seeded (it rode on frames SAM 2 never took)."""
-        if request is not None and request.initial and self.tracker.seeded:
+        if request is not None and request.initial and self.step.seeded:
             return None
         return request
 
@@ -166,6 +209,11 @@ class AsyncTracker:
             self._cond.notify_all()
 
     # ------------------------------------------------------------------ control
+    @property
+    def seeded(self) -> bool:
+        """Whether SAM 2 tracks something (as of its newest step)."""
+        return self.step.seeded
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no frame is waiting or in work (tests and a draining stop); False on timeout."""
         with self._cond:
@@ -173,7 +221,8 @@ class AsyncTracker:
                                        timeout)
 
     def close(self, timeout: float = 60.0) -> None:
-        """Stop the worker after the step in progress (a waiting frame is dropped); idempotent."""
+        """Stop the worker after the step in progress (a waiting frame is dropped), then the step itself (a worker
+        process); idempotent."""
         with self._cond:
             if self._pending is not None:
                 self.skipped += 1
@@ -181,8 +230,19 @@ class AsyncTracker:
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout)
-        if self._thread.is_alive():
+        busy = self._thread.is_alive()
+        if busy:
             log.warning("SAM 2 worker still busy after %.0f s at stop", timeout)
+        self.step.close(0.0 if busy else timeout)
+
+
+def lower_priority(nice: int) -> None:
+    """Make the calling thread `nice` steps nicer (Linux: a thread's own; threads it starts later inherit it)."""
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError as exc:  # e.g. a platform without nice values: SAM 2 keeps the graph's priority
+            log.warning("SAM 2 worker: could not lower its priority (%s)", exc)
 
 
 def _host(image: Any) -> Any:

@@ -6,7 +6,7 @@
       model:   {name: sam2.1_hiera_tiny, checkpoint: null, image_size: 256}
       memory:  {every: 5, max_memories: 6, max_cond_frames: 4, max_obj_ptrs: 16, pruning: fifo}
       seeding: {condition_every: 5, absent_after: 5, auto_seed: true, min_area: 64, frames: 3, release_after: 15}
-      runtime: {mode: sync, backend: torch, precision: fp32, compile: false, warp: none}
+      runtime: {mode: sync, worker: thread, backend: torch, precision: fp32, compile: false, warp: none}
       instances: {enabled: false, max_objects: 8, lost_after: 3, refind_distance: 0.15}
 
 Each setting has one name and one default, here; nothing else repeats them.
@@ -22,6 +22,7 @@ from surgseg.engines.errors import InputError
 
 PRUNING = ("fifo", "similarity")
 MODES = ("sync", "async")
+WORKERS = ("thread", "process")
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 WARPS = ("none", "flow")
@@ -127,6 +128,14 @@ class RuntimeConfig:
     mode: str = "sync"
     """`sync`: every frame waits for SAM 2. `async`: SAM 2 works on the newest frame off the critical path and
     every frame takes the newest prior available."""
+    worker: str = "thread"
+    """async only (sync ignores it): where SAM 2 runs. `thread`: a worker thread in the graph's process, no copies,
+    but SAM 2's many small Python-level ops share the GIL with the fast path. `process`: a spawned child process that
+    builds SAM 2 itself (≈ 2 s more at start-up); each step copies the image and the prior through a pipe (+0.3 ms
+    at 128×160, +5 ms at 512², +20 ms at 1024² on the 2-core CPU), and a SAM 2 crash cannot take the graph down.
+    On the quiet 2-core machine (benchmarks/async_options.py, greedy, SAM 2 tiny at 256 px, 30 s) both took the same
+    SAM 2 steps (96 thread, 98 process), prior age p50 15 / 14 frames, 30 fps, none dropped, p99 8.0 / 8.2 ms. Keep
+    `thread` unless SAM 2 should not share the process (its crash, its GIL) or is to move to its own machine."""
     backend: str = "torch"
     """torch | onnxruntime | tensorrt (the exported modules, see `surgseg export-sam2`)."""
     precision: str = "fp32"
@@ -141,13 +150,16 @@ class RuntimeConfig:
     (ONNX Runtime int8)."""
     warp: str = "none"
     """async: carry a prior made on an older frame to the current one with dense optical flow (`flow`)."""
+    nice: int = 10
+    """async: SAM 2's worker runs this much nicer than the graph (Linux: its thread, or its child process), so when
+    the CPU is short the fast path (every frame) wins it and SAM 2's prior grows older instead; 0 = the same."""
     exported: Annotated[str | None, ExistingPath] = None
     """Folder of the exported SAM 2 modules and their manifest (onnxruntime and tensorrt backends)."""
 
     def __post_init__(self) -> None:
-        _check({"mode": self.mode in MODES, "backend": self.backend in BACKENDS,
+        _check({"mode": self.mode in MODES, "worker": self.worker in WORKERS, "backend": self.backend in BACKENDS,
                 "precision": self.precision in PRECISIONS, "warp": self.warp in WARPS, "threads": self.threads >= 0,
-                "cuda_graph": not (self.cuda_graph and self.compile)}, self)
+                "nice": 0 <= self.nice <= 19, "cuda_graph": not (self.cuda_graph and self.compile)}, self)
 
 
 @dataclass(frozen=True)

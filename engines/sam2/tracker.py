@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from surgseg.engines.errors import InputError
+from surgseg.engines.preprocess import empty_prior
 from surgseg.engines.sam2.prompts import ClassPrompts, prompts_from_mask
 from surgseg.engines.sam2.config import SAM2Config
 from surgseg.engines.sam2.stream import StreamingSAM2, StreamOutput
@@ -210,9 +211,9 @@ class PriorTracker:
         return like_image(prior.float().contiguous(), like)
 
     def empty_prior(self, size: tuple[int, int], like: Any) -> Any:
-        """The prior of a frame with nothing tracked: ABSENT_PRIOR everywhere, numpy or torch like `like`."""
-        prior = torch.full((1, self.num_classes - 1, *size), ABSENT_PRIOR)
-        return like_image(prior, like)
+        """The prior of a frame with nothing tracked: "no prior" (ABSENT_PRIOR) everywhere, numpy or torch like
+        `like`."""
+        return empty_prior(self.num_classes, size, like)
 
 
 def _only(mask: np.ndarray, classes: list[int]) -> np.ndarray:

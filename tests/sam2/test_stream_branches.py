@@ -20,7 +20,8 @@ from surgseg.engines.sam2.stream import StreamingSAM2
 
 SIZE = 128
 REPO = Path(__file__).resolve().parents[2]
-ENGINE_USERS = ("engines/sam2/tracker.py", "engines/sam2/async_prior.py", "operators/sam2_prior.py")
+ENGINE_USERS = ("engines/sam2/tracker.py", "engines/sam2/async_prior.py", "engines/sam2/worker_process.py",
+                "operators/sam2_prior.py")
 
 
 @pytest.fixture(scope="module")
