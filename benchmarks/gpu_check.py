@@ -3,8 +3,8 @@
 Steps: the CUDA-marked tests; the TensorRT FP16 engine and its accuracy gate; the refiner at 736×1280 (goal ≤ 1 ms
 with the torch CUDA backend, fp16 + CUDA graph; ONNX Runtime CPU beside it); SAM 2 tiny streaming steps at 512 and
 1024 px (bf16) and per SAM 2 backend at 512 px (torch fp32 / bf16 / bf16 + encoder CUDA graph, ONNX Runtime CUDA,
-TensorRT FP16 where they exist); the replay graph end-to-end on a synthetic 1280×720 clip with SAM 2 sync and async
-(p50/p95/p99, fps and prior age from its latency JSON). It ends with one table and
+TensorRT FP16 where they exist); the replay graph end-to-end on a synthetic 1280×720 clip with SAM 2 sync, async and async in a worker
+process (p50/p95/p99, fps and prior age from its latency JSON). It ends with one table and
 `benchmarks/results/gpu_check.json`, within about 8 minutes.
 
 Made for machines without network (H100/H200, Python 3.12, torch + cupy + onnx + onnxruntime preinstalled): wheels it
@@ -273,8 +273,13 @@ def sam2_backend_rows(env: dict[str, Any], folder: Path) -> list[Row]:
     return rows
 
 
+RUNTIMES = {"sync": "{mode: sync}", "async": "{mode: async, warp: flow}",
+            "async in a worker process": "{mode: async, warp: flow, worker: process}"}
+"""The SAM 2 runtimes the replay graph runs with (`operators.prior.runtime`)."""
+
+
 def replay_graph(env: dict[str, Any], artifact, frames: int, budget_s: float, mode: str = "sync") -> Row:
-    """`surgseg run graphs/replay_fast.yaml` on a synthetic 1280×720 clip with SAM 2 `sync` or `async` (+ flow);
+    """`surgseg run graphs/replay_fast.yaml` on a synthetic 1280×720 clip with SAM 2 as `RUNTIMES[mode]`;
     p50/p95/p99 from its latency JSON."""
     name = f"replay graph end-to-end 1280x720, SAM 2 {mode}"
     if not REPLAY_GRAPH.is_file():
@@ -287,7 +292,7 @@ def replay_graph(env: dict[str, Any], artifact, frames: int, budget_s: float, mo
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         overrides = graph_overrides(artifact, folder, env["cuda"], frames)
-        overrides["operators.prior.runtime"] = "{mode: async, warp: flow}" if mode == "async" else "{mode: sync}"
+        overrides["operators.prior.runtime"] = RUNTIMES[mode]
         command = [sys.executable, "-m", "surgseg.app.cli", "run", str(REPLAY_GRAPH), "--frames", str(frames)]
         command += [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]
         try:
@@ -406,8 +411,8 @@ def main() -> int:
         rows += guarded("SAM 2 timing", lambda: sam2_timings(env))
         rows += guarded("SAM 2 backends", lambda: sam2_backend_rows(env, Path(tmp) / "sam2_exports"))
         if exported:
-            for mode in ("sync", "async"):
-                remaining = (TOTAL_BUDGET_S - (time.perf_counter() - started) - 20) / (2 if mode == "sync" else 1)
+            for left, mode in zip(range(len(RUNTIMES), 0, -1), RUNTIMES):  # runs left, this one included
+                remaining = (TOTAL_BUDGET_S - (time.perf_counter() - started) - 20) / left
                 rows += guarded(f"replay graph {mode}",
                                 lambda: replay_graph(env, exported[0], args.graph_frames, remaining, mode))
     total_s = time.perf_counter() - started
