@@ -34,14 +34,15 @@ def test_fov_crop_stores_the_detected_field_of_view_with_even_sides(tmp_path: Pa
     assert (rows[0]["width"], rows[0]["height"]) == (x1 - x0, y1 - y0)
 
 
-@pytest.mark.parametrize("bad", [dict(domain=1.5), dict(negatives=-0.1)])
+@pytest.mark.parametrize("bad", [dict(domain=1.5), dict(negatives=-0.1), dict(multi=2.0),
+                                 dict(multi=0.5, num_classes=3)])
 def test_share_outside_zero_to_one_is_an_input_error(tmp_path: Path, bad):
     with pytest.raises(InputError, match="synth"):
         SynthDatasetConfig(out=tmp_path, **bad)
 
 
 def test_multi_instrument_clips_take_their_share_and_leave_negatives_alone(tmp_path: Path):
-    config = SynthDatasetConfig(out=tmp_path, clips=16, domain=0.5, negatives=0.25, multi=0.25)
+    config = SynthDatasetConfig(out=tmp_path, clips=16, num_classes=2, domain=0.5, negatives=0.25, multi=0.25)
     clips = [config.clip(i) for i in range(16)]
     multi = [i for i, c in enumerate(clips) if isinstance(c, InstanceClip)]
     assert multi == [2, 6, 10, 14]  # classic-look clips: neither the domain clips (odd) nor the negatives

@@ -54,6 +54,9 @@ class SynthDatasetConfig:
         for name in ("domain", "negatives", "multi"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"synth.{name}: {getattr(self, name)} (a share of the clips, 0 to 1)")
+        if self.multi > 0 and self.num_classes != 2:
+            raise InputError(f"synth.multi: multi-instrument clips label one instrument class (use 2 classes, not "
+                             f"{self.num_classes})")
         if self.size[0] % 2 or self.size[1] % 2:
             raise InputError(f"--size: {self.size[0]}x{self.size[1]} (H.264 needs even width and height)")
 
@@ -77,12 +80,10 @@ def write_synthetic_dataset(config: SynthDatasetConfig) -> list[dict[str, Any]]:
     """Render every clip to `config.out`; returns the index rows (written last, atomically)."""
     check_writable(config.out)
     rows: list[dict[str, Any]] = []
-    names: list[str] = []
     for index in range(config.clips):
         clip = config.clip(index)
         rows.extend(_write_clip(clip, config.out / f"clip_{index:03d}", config.fps, config.fov_crop))
-    names = ["background", "instrument"] if config.num_classes == 2 else ["background", "shaft", "tip"]
-    write_classes(config.out / "classes.yaml", names)
+    write_classes(config.out / "classes.yaml", SyntheticClipConfig(num_classes=config.num_classes).class_names)
     write_index(config.out / "dataset.jsonl", rows)
     return rows
 
