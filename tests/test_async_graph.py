@@ -31,7 +31,9 @@ def async_graph(folder: Path, refiner: Path, warp: str = "flow", worker: str = "
                                   "presence": [[0, FRAMES]], "realtime": True, "fps": 30}
     prior = raw["operators"]["prior"]
     prior["model"]["image_size"] = 128
-    prior["runtime"] = {"mode": "async", "warp": warp, "worker": worker}
+    # nice 0: these tests are about what the graph does with SAM 2's results, which a loaded test machine must not
+    # starve a lower-priority SAM 2 of (the priority itself: tests/sam2/test_async_prior.py)
+    prior["runtime"] = {"mode": "async", "warp": warp, "worker": worker, "nice": 0}
     raw["operators"]["refiner"]["artifact"] = str(refiner)
     raw["operators"]["metrics"]["path"] = str(folder / "metrics.json")
     raw["operators"]["latency"]["path"] = str(folder / "latency.json")
