@@ -70,7 +70,7 @@ class WorkerProcess:
     """A tracker in a child process, stepped like `InThreadStep` (one caller at a time: AsyncTracker's worker)."""
 
     def empty_prior(self, size: tuple[int, int], like: Any) -> Any:
-        """"No prior", so the fast path has one before SAM 2's first step (needs only `num_classes`)."""
+        """The "no prior" prior, so the fast path has one before SAM 2's first step (needs only `num_classes`)."""
         return empty_prior(self.num_classes, size, like)
 
     def __init__(self, factory: Callable[[], PriorTracker], name: str = "sam2", nice: int = 0) -> None:
